@@ -479,11 +479,11 @@ fn parse_complete(p: &mut Parser, json: &mut bool) -> Result<Command> {
     while let Some(arg) = p.next()? {
         match arg {
             Long("task-id") => flag_id = Some(text(p, "--task-id")?),
-            Long("summary") => summary = Some(text(p, "--summary")?),
-            Long("result") => result = Some(text(p, "--result")?),
+            Long("summary") => summary = Some(output(p)?),
+            Long("result") => result = Some(output(p)?),
             Long("result-file") => result_file = Some(path(p, "--result-file")?),
-            Long("stdout") => stdout = Some(text(p, "--stdout")?),
-            Long("stderr") => stderr = Some(text(p, "--stderr")?),
+            Long("stdout") => stdout = Some(output(p)?),
+            Long("stderr") => stderr = Some(output(p)?),
             Long("json") => *json = true,
             Value(v) if bare_id.is_none() => bare_id = Some(word(v, "task id")?),
             arg => return Err(unexpected(arg, Some("complete"), COMPLETE_HELP)),
@@ -510,10 +510,10 @@ fn parse_fail(p: &mut Parser, json: &mut bool) -> Result<Command> {
     while let Some(arg) = p.next()? {
         match arg {
             Long("task-id") => flag_id = Some(text(p, "--task-id")?),
-            Long("error") => error = Some(text(p, "--error")?),
+            Long("error") => error = Some(output(p)?),
             Long("error-type") => error_type = Some(text(p, "--error-type")?),
-            Long("stdout") => stdout = Some(text(p, "--stdout")?),
-            Long("stderr") => stderr = Some(text(p, "--stderr")?),
+            Long("stdout") => stdout = Some(output(p)?),
+            Long("stderr") => stderr = Some(output(p)?),
             Long("json") => *json = true,
             Value(v) if bare_id.is_none() => bare_id = Some(word(v, "task id")?),
             arg => return Err(unexpected(arg, Some("fail"), FAIL_HELP)),
@@ -640,6 +640,12 @@ fn task_id(bare: Option<String>, flag: Option<String>) -> Result<String> {
 fn text(p: &mut Parser, opt: &str) -> Result<String> {
     let value = p.value()?;
     value.into_string().map_err(|v| invalid(opt, &v, "not valid UTF-8"))
+}
+
+/// The next value as worker output: bytes that are not UTF-8 become
+/// U+FFFD, so a worker's binary output is stored, never refused.
+fn output(p: &mut Parser) -> Result<String> {
+    Ok(p.value()?.to_string_lossy().into_owned())
 }
 
 /// The value of `opt` as a path, kept as given.

@@ -61,6 +61,11 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Handler threads.
     pub threads: usize,
+    /// Seconds a connection may stay silent both ways before it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a request may take to arrive (headers and body) before its
+    /// connection is closed.
+    pub request_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +167,8 @@ pub const DEFAULT_TOOLS: [(&str, &str, &str); 4] = [
 const MIB: u64 = 1024 * 1024;
 const DEFAULT_MAX_BODY_BYTES: u64 = 8 * MIB;
 const DEFAULT_THREADS: u64 = 4;
+const DEFAULT_IDLE_TIMEOUT: u64 = 15;
+const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
 const MAX_THREADS: u64 = 64;
 const DEFAULT_PURGE_DAYS: u64 = 3;
 const DEFAULT_MAINTENANCE_SECONDS: u64 = 5;
@@ -229,6 +236,8 @@ impl Config {
                 token: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 threads: DEFAULT_THREADS as usize,
+                idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT,
+                request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT,
             },
             database: DatabaseConfig {
                 path: dir.join(DEFAULT_DB_FILE),
@@ -342,6 +351,12 @@ fn build(raw: RawConfig, dir: &Path, text: &str, file: &Path) -> Result<Config> 
         if let Some(threads) = s.threads {
             c.server.threads = threads.0 as usize;
         }
+        if let Some(secs) = s.idle_timeout_seconds {
+            c.server.idle_timeout_seconds = secs.0;
+        }
+        if let Some(secs) = s.request_timeout_seconds {
+            c.server.request_timeout_seconds = secs.0;
+        }
     }
     if let Some(d) = raw.database {
         if let Some(db) = d.path {
@@ -438,6 +453,11 @@ pub fn default_yaml(
     line(&format!("  max_body_bytes: {DEFAULT_MAX_BODY_BYTES}"));
     line("  # Requests handled at once (1 to 64).");
     line(&format!("  threads: {DEFAULT_THREADS}"));
+    line("  # Seconds before a connection silent both ways is closed; longer than");
+    line("  # the database's busy wait, so a slow request is not taken for idle.");
+    line(&format!("  idle_timeout_seconds: {DEFAULT_IDLE_TIMEOUT}"));
+    line("  # Seconds a request may take to arrive before its connection is closed.");
+    line(&format!("  request_timeout_seconds: {DEFAULT_REQUEST_TIMEOUT}"));
     line("");
     line("database:");
     line(&format!("  path: {}", quote(DEFAULT_DB_FILE)));
@@ -732,6 +752,8 @@ struct RawServer {
     token: Option<Text>,
     max_body_bytes: Option<Positive>,
     threads: Option<Int<1, MAX_THREADS>>,
+    idle_timeout_seconds: Option<Positive>,
+    request_timeout_seconds: Option<Positive>,
 }
 
 #[derive(Deserialize)]

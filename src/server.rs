@@ -20,15 +20,6 @@ use crate::maintenance::Maintenance;
 use crate::scripts::ScriptIndex;
 use crate::store::Store;
 
-/// A connection silent both ways this long is closed. Longer than the
-/// store's busy time-out, so a request waiting on a locked database is not
-/// taken for an idle one.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A request not answered this long while its client keeps sending (one
-/// trickled a byte at a time) is closed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Room for a request's header section on top of the body limit.
 const HEADER_BYTES: u64 = 64 * 1024;
 
@@ -68,8 +59,8 @@ pub fn run(config: Config, notes: &[String]) -> Result<()> {
     let scripts = ScriptIndex::build(&config.script_dirs);
     let threads = config.server.threads;
     let reaper_limits = http::reaper::Limits {
-        idle: IDLE_TIMEOUT,
-        request: REQUEST_TIMEOUT,
+        idle: Duration::from_secs(config.server.idle_timeout_seconds),
+        request: Duration::from_secs(config.server.request_timeout_seconds),
         bytes: config.server.max_body_bytes + HEADER_BYTES,
     };
     let config_path = config.file.clone();

@@ -206,6 +206,15 @@ impl Store {
         prd_path: Option<&str>,
         now: Millis,
     ) -> Result<Project> {
+        // Most opens find the project as the config says: read first, so
+        // that a CLI command does not take the write lock for nothing.
+        if let Some(p) = self.project()? {
+            if (p.name.as_str(), p.repo_path.as_str(), p.prd_path.as_deref())
+                == (name, repo_path, prd_path)
+            {
+                return Ok(p);
+            }
+        }
         self.write(|tx| {
             let existing: Option<String> =
                 tx.query_row("SELECT id FROM projects LIMIT 1", [], |r| r.get(0)).optional()?;

@@ -416,10 +416,11 @@ fn setup(explicit: Option<&Path>, mut a: SetupArgs) -> Result<Done> {
         );
         write_new_file(&path, &text)?;
         println!("wrote {}", path.display());
-    } else {
-        println!("kept {} (use --force to rewrite it)", path.display());
     }
     let config = Config::load(&path)?;
+    if keep {
+        println!("kept {} (use --force to rewrite it)", path.display());
+    }
     let store = open_store(&config)?;
     let p = store.project()?.ok_or_else(|| Error::Internal("the project row is missing".into()))?;
     println!("database: {}", config.database.path.display());

@@ -21,6 +21,10 @@ pub const DEFAULT_CLASSES: [(&str, u64); 4] =
 /// The timeout when neither the task, its tool nor its class gives one.
 pub const FALLBACK_TIMEOUT: u64 = 300;
 
+/// The longest timeout a task may have (about 115 days); it keeps every
+/// deadline computed in milliseconds far inside an `i64`.
+pub const MAX_TIMEOUT_SECONDS: u64 = 10_000_000;
+
 /// The class of a tool that names none.
 pub const DEFAULT_TOOL_CLASS: &str = "MEDIUM_SCRIPT";
 
@@ -115,10 +119,10 @@ impl Config {
             let known: Vec<&str> = self.task_classes.keys().map(|k| k.as_str()).collect();
             Error::Invalid(format!("unknown task class \"{class}\" (known: {})", known.join(", ")))
         })?;
-        if timeout == Some(0) {
-            return Err(Error::Invalid(
-                "timeout must be a positive number of seconds, not 0".into(),
-            ));
+        if let Some(t) = timeout.filter(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(t)) {
+            return Err(Error::Invalid(format!(
+                "timeout {t} is out of range: use 1 to {MAX_TIMEOUT_SECONDS} seconds"
+            )));
         }
         let secs = timeout.or(t.timeout).unwrap_or(class_timeout);
         Ok((class.to_string(), secs))
@@ -560,7 +564,10 @@ fn config_error(file: &Path, line: Option<usize>, msg: String) -> Error {
 /// Reports text that is not YAML, blaming tabs when a tab indents the line
 /// of the failure or the one before, since the parser's words do not say so.
 fn syntax_error(file: &Path, text: &str, err: &serde_yaml::Error) -> Error {
-    let line = err.location().map(|l| l.line());
+    // The parser reports a bracket or quote left open at the end of the file
+    // on the line after the last one; blame the last line instead.
+    let last = text.lines().count().max(1);
+    let line = err.location().map(|l| l.line().min(last));
     if let Some(tab_line) = line.and_then(|l| tab_indent_near(text, l)) {
         let msg = in_path(text, tab_line, "a tab is used for indentation; indent with spaces");
         return config_error(file, Some(tab_line), msg);

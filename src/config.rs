@@ -1480,7 +1480,7 @@ limits:
     /// must hold, the key among them.
     const BAD: &[(&str, usize, &[&str])] = &[
         // YAML syntax.
-        ("server:\n  host: \"unclosed\n", 3, &["in server.host", "quoted scalar"]),
+        ("server:\n  host: \"unclosed\n", 2, &["in server.host", "quoted scalar"]),
         ("server:\n  port: [1, 2\nlimits: {}\n", 3, &["in ", "flow sequence"]),
         ("server:\n  port: 1\n host: x\n", 3, &["in server", "expected key"]),
         // Tabs used for indentation.

@@ -148,7 +148,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation> {
 
     let command = loop {
         let Some(arg) = p.next()? else {
-            break Command::Help(HELP.into());
+            return Err(Error::Invalid("missing command".into()));
         };
         match arg {
             Short('h') | Long("help") => break no_value(&mut p, Command::Help(HELP.into()))?,
@@ -334,7 +334,7 @@ fn parse_setup(p: &mut Parser, json: &mut bool) -> Result<Command> {
             Long("name") => name = Some(text(p, "--name")?),
             Long("repo-path") => repo_path = Some(text(p, "--repo-path")?),
             Long("prd-path") => prd_path = Some(text(p, "--prd-path")?),
-            Long("port") => port = Some(port_number(p, "--port", 1)?),
+            Long("port") => port = Some(port_number(p, "--port", 0)?),
             Long("script-dir") => script_dirs.push(text(p, "--script-dir")?),
             Long("yes") => yes = true,
             Long("force") => force = true,
@@ -683,13 +683,16 @@ fn digits(s: &str) -> std::result::Result<u64, bool> {
     s.parse().map_err(|_| true)
 }
 
-/// A whole number of seconds, at least 1.
+/// A task timeout: a whole number of seconds from 1 to the most a task
+/// may have, the same bound the API keeps.
 fn positive(p: &mut Parser, opt: &str) -> Result<u64> {
     let value = text(p, opt)?;
+    let max = crate::config::MAX_TIMEOUT_SECONDS;
+    let big = || invalid(opt, OsStr::new(&value), &format!("too large (at most {max} seconds)"));
     match digits(&value) {
-        Ok(n) if n > MAX_SECONDS => Err(too_large(opt, &value)),
+        Ok(n) if n > max => Err(big()),
         Ok(n) if n > 0 => Ok(n),
-        Err(true) => Err(too_large(opt, &value)),
+        Err(true) => Err(big()),
         _ => Err(invalid(opt, OsStr::new(&value), "not a positive whole number")),
     }
 }
@@ -947,7 +950,7 @@ OPTIONS:
   --name NAME         project name [default: the directory's name]
   --repo-path PATH    repository the workers work in [default: config's dir]
   --prd-path PATH     product document that workers may read for context
-  --port PORT         server port, 1 to 65535 [default: 8420]
+  --port PORT         server port, 0 (a free one) to 65535 [default: 8420]
   --script-dir DIR    scripts to index, repeatable [default: scripts]
   --yes               ask nothing: take the flags and the defaults
   --force             rewrite an existing sparkq.yml from defaults and flags
@@ -1339,10 +1342,7 @@ mod tests {
             ("stream end q", Command::StreamEnd { name: "q".into() }),
             ("enqueue --stream q --tool t", enqueue(None, None)),
             ("enqueue --tool=t --stream=q --timeout 45", enqueue(Some(45), None)),
-            (
-                "enqueue --stream q --tool t --timeout 4294967295",
-                enqueue(Some(4_294_967_295), None),
-            ),
+            ("enqueue --stream q --tool t --timeout 10000000", enqueue(Some(10_000_000), None)),
             ("enqueue --stream q --tool t --prompt-file no/such", enqueue(None, Some("no/such"))),
             (
                 "enqueue --stream q --tool t --task-class FAST_SCRIPT --payload {\"a\":1} \
@@ -1492,9 +1492,10 @@ mod tests {
                 r#"invalid value for --port: "-1": not a port number from 0 to 65535"#,
             ),
             (
-                "setup --port 0",
-                r#"invalid value for --port: "0": not a port number from 1 to 65535"#,
+                "setup --port 65536",
+                r#"invalid value for --port: "65536": not a port number from 0 to 65535"#,
             ),
+            ("", "missing command"),
             ("setup --yes=no", r#"--yes takes no value, got "no""#),
             ("setup --name", "missing value for --name"),
             ("session", "missing session command: create, list or end"),
@@ -1627,9 +1628,12 @@ mod tests {
 
     #[test]
     fn numbers_past_the_limit_are_too_large() {
+        for value in ["10000001", "99999999999999999999999"] {
+            let msg = error(&format!("enqueue --stream q --tool t --timeout {value}"));
+            let why = "too large (at most 10000000 seconds)";
+            assert_eq!(msg, format!("invalid value for --timeout: {value:?}: {why}"));
+        }
         let cases = [
-            ("enqueue --stream q --tool t --timeout", "--timeout", "4294967296"),
-            ("enqueue --stream q --tool t --timeout", "--timeout", "99999999999999999999999"),
             ("claim --wait", "--wait", "4294967296"),
             ("claim --wait", "--wait", "99999999999999999999999.5"),
         ];
@@ -1734,7 +1738,6 @@ mod tests {
     #[test]
     fn help_shows_at_any_position() {
         let cases: &[(&str, &str)] = &[
-            ("", HELP),
             ("--help", HELP),
             ("-h", HELP),
             ("--json -h", HELP),

@@ -192,8 +192,7 @@ fn data_command(config: &Config, store: &Store, command: Command, json: bool) ->
                 prompt_path,
                 metadata,
                 config.limits.payload_bytes,
-            )
-            .map_err(|e| e.context("--payload"))?;
+            )?;
             let new = NewTask {
                 stream: &stream,
                 tool_name: &tool,
@@ -219,6 +218,7 @@ fn data_command(config: &Config, store: &Store, command: Command, json: bool) ->
         }
         Command::Claim { stream, worker_id, wait } => {
             let stream = stream_or_list(store, stream, "claim")?;
+            let worker_id = worker_id.filter(|w| !w.is_empty());
             return claim(store, &stream, worker_id.as_deref(), wait);
         }
         Command::Complete { task_id, summary, result, result_file, stdout, stderr } => {
@@ -290,7 +290,8 @@ fn data_command(config: &Config, store: &Store, command: Command, json: bool) ->
         }
         Command::Task { id } => {
             let t = store.task(&id)?;
-            emit(json, &t.to_json(), || print_task(&t, now));
+            let stream = store.stream(&t.stream_id).map(|s| s.name).unwrap_or_default();
+            emit(json, &t.to_json(), || print_task(&t, &stream, now));
         }
         Command::Requeue { id } => {
             let t = store.requeue(&id, now)?;
@@ -402,6 +403,11 @@ fn setup(explicit: Option<&Path>, mut a: SetupArgs) -> Result<Done> {
     let path = explicit.map(Path::to_path_buf).unwrap_or_else(|| cwd.join("sparkq.yml"));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or(cwd);
     let keep = path.exists() && !a.force;
+    let flags = a.name.is_some()
+        || a.repo_path.is_some()
+        || a.prd_path.is_some()
+        || a.port.is_some()
+        || !a.script_dirs.is_empty();
     if !keep {
         if !a.yes && std::io::stdin().is_terminal() {
             ask(&dir, &mut a)?;
@@ -420,6 +426,9 @@ fn setup(explicit: Option<&Path>, mut a: SetupArgs) -> Result<Done> {
     let config = Config::load(&path)?;
     if keep {
         println!("kept {} (use --force to rewrite it)", path.display());
+        if flags {
+            println!("note: the flags given were not applied; --force rewrites it from them");
+        }
     }
     let store = open_store(&config)?;
     let p = store.project()?.ok_or_else(|| Error::Internal("the project row is missing".into()))?;
@@ -442,7 +451,14 @@ fn ask(dir: &Path, a: &mut SetupArgs) -> Result<()> {
     let name = prompt("project name", &a.name.clone().unwrap_or_else(|| dir_name(dir)))?;
     let repo = prompt("repository path", a.repo_path.as_deref().unwrap_or("."))?;
     let prd = prompt("PRD path (blank for none)", a.prd_path.as_deref().unwrap_or(""))?;
-    let port = prompt("port", &a.port.unwrap_or(8420).to_string())?;
+    let default_port = a.port.unwrap_or(8420).to_string();
+    let port = loop {
+        let answer = prompt("port (0 picks a free one)", &default_port)?;
+        match answer.parse::<u16>() {
+            Ok(p) => break p,
+            Err(_) => println!("invalid port \"{answer}\": use 0 to 65535"),
+        }
+    };
     let dirs = prompt(
         "script folders, comma-separated",
         &if a.script_dirs.is_empty() { "scripts".into() } else { a.script_dirs.join(",") },
@@ -450,10 +466,7 @@ fn ask(dir: &Path, a: &mut SetupArgs) -> Result<()> {
     a.name = Some(name);
     a.repo_path = Some(repo);
     a.prd_path = Some(prd).filter(|p| !p.is_empty());
-    a.port = Some(
-        port.parse()
-            .map_err(|_| Error::Invalid(format!("invalid port \"{port}\": use 0 to 65535")))?,
-    );
+    a.port = Some(port);
     a.script_dirs =
         dirs.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
     Ok(())
@@ -566,8 +579,13 @@ fn reload(config: &Config) -> Result<Done> {
 
 /// Prints whether a server runs and the task counts. Exits 0 either way.
 fn status(explicit: Option<&Path>, json: bool) -> Result<Done> {
+    let named =
+        explicit.is_some() || std::env::var_os(config::ENV_CONFIG).is_some_and(|v| !v.is_empty());
     let config = match load_config(explicit) {
         Ok(c) => c,
+        // A config that was named, or found but unusable, is an error; only
+        // "no config here at all" is a plain "not running".
+        Err(e) if named || !e.message().starts_with("no sparkq.yml") => return Err(e),
         Err(e) => {
             emit(json, &json!({ "server": { "running": false }, "error": e.message() }), || {
                 println!("server: not running");
@@ -642,8 +660,10 @@ fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
         println!("{empty}");
         return;
     }
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| printable(c, false)).collect()).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -660,9 +680,28 @@ fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) {
         println!("{}", s.trim_end());
     };
     line(headers.to_vec());
-    for r in rows {
+    for r in &rows {
         line(r.iter().map(|c| c.as_str()).collect());
     }
+}
+
+/// `s` with control characters shown as escapes (`\x1b`), so that text from
+/// a task or a worker cannot move the cursor, retitle the terminal or break
+/// a table. With `lines`, newlines and tabs are kept.
+fn printable(s: &str, lines: bool) -> String {
+    let keep = |c: char| lines && (c == '\n' || c == '\t');
+    if !s.chars().any(|c| c.is_control() && !keep(c)) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| match c {
+            c if keep(c) || !c.is_control() => c.to_string(),
+            '\n' => "\\n".into(),
+            '\r' => "\\r".into(),
+            '\t' => "\\t".into(),
+            c => format!("\\x{:02x}", c as u32),
+        })
+        .collect()
 }
 
 /// The first line of `s`, cut to `n` characters.
@@ -684,23 +723,25 @@ fn duration(t: &Task, now: clock::Millis) -> String {
     }
 }
 
-fn print_task(t: &Task, now: clock::Millis) {
+fn print_task(t: &Task, stream: &str, now: clock::Millis) {
     let j = t.to_json();
+    let field =
+        |name: &str, value: &str| println!("{:<13}{}", format!("{name}:"), printable(value, false));
     let mut status = t.status.as_str().to_string();
     if t.is_stale(now) {
         status.push_str(" (stale: running past its timeout)");
     }
-    println!("id:          {}", t.id);
-    println!("stream:      {}", t.stream_id);
-    println!("tool:        {} ({}, timeout {} s)", t.tool_name, t.task_class, t.timeout);
-    println!("status:      {status}");
-    println!("attempts:    {}", t.attempts);
+    field("id", &t.id);
+    field("stream", &format!("{stream} ({})", t.stream_id));
+    field("tool", &format!("{} ({}, timeout {} s)", t.tool_name, t.task_class, t.timeout));
+    field("status", &status);
+    field("attempts", &t.attempts.to_string());
     if let Some(w) = &t.worker_id {
-        println!("worker:      {w}");
+        field("worker", w);
     }
     for key in ["created_at", "claimed_at", "finished_at"] {
         if let Some(v) = j[key].as_str() {
-            println!("{:<13}{v}", format!("{}:", key.trim_end_matches("_at")));
+            field(key.trim_end_matches("_at"), v);
         }
     }
     println!(
@@ -710,20 +751,18 @@ fn print_task(t: &Task, now: clock::Millis) {
             .replace('\n', "\n             ")
     );
     if let Some(s) = &t.result_summary {
-        println!("summary:     {s}");
+        field("summary", s);
     }
     if !j["result"].is_null() {
-        println!("result:      {}", j["result"]);
+        field("result", &j["result"].to_string());
     }
     if let Some(e) = &t.error {
-        println!(
-            "error:       {}{e}",
-            t.error_type.as_deref().map(|t| format!("[{t}] ")).unwrap_or_default()
-        );
+        let kind = t.error_type.as_deref().map(|t| format!("[{t}] ")).unwrap_or_default();
+        field("error", &format!("{kind}{e}"));
     }
     for (name, text) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
         if let Some(text) = text.as_deref().filter(|s| !s.is_empty()) {
-            println!("{name}:\n{}", text.trim_end());
+            println!("{name}:\n{}", printable(text.trim_end(), true));
         }
     }
 }
@@ -755,5 +794,20 @@ fn active_choice(status: Option<&str>) -> Result<Option<bool>> {
         Some("active") => Ok(Some(true)),
         Some("ended") => Ok(Some(false)),
         Some(s) => Err(Error::Invalid(format!("invalid status \"{s}\" (valid: active, ended)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_terminal_controls() {
+        assert_eq!(
+            printable("ok \x1b[2J\x07 done\r\nnext", false),
+            "ok \\x1b[2J\\x07 done\\r\\nnext"
+        );
+        assert_eq!(printable("a\n\tb\x1b", true), "a\n\tb\\x1b");
+        assert_eq!(printable("plain é", false), "plain é");
     }
 }

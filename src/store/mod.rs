@@ -163,9 +163,21 @@ impl Store {
             Error::from(e).context(&format!("cannot open database {}", path.display()))
         })?;
         let mut conn = conn;
-        configure(&conn, sync)
-            .and_then(|_| migrate(&mut conn))
-            .map_err(|e| e.context(&format!("database {}", path.display())))?;
+        if let Err(e) = configure(&conn, sync).and_then(|_| migrate(&mut conn)) {
+            // On a read-only file system SQLite only says it cannot open the
+            // file: WAL mode needs to create the -wal and -shm files beside
+            // it, even to read. Say what is really wrong.
+            let e = if on_read_only_file_system(path) {
+                Error::Unavailable(
+                    "the database is read-only (its file system is mounted read-only, and \
+                     SQLite must create the -wal and -shm files beside it even to read)"
+                        .into(),
+                )
+            } else {
+                explain_io(&conn, e)
+            };
+            return Err(e.context(&format!("database {}", path.display())));
+        }
         Ok(Store { conn: Mutex::new(conn) })
     }
 
@@ -180,10 +192,8 @@ impl Store {
     /// the start, so a busy database waits here and never fails half-way.
     fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        let out = write_on(&mut conn, f);
+        out.map_err(|e| explain_io(&conn, e))
     }
 
     /// The SQLite `PRAGMA integrity_check` answer (`"ok"` when sound).
@@ -532,6 +542,11 @@ impl Store {
     /// The pick and the change are one `UPDATE` inside an immediate
     /// transaction, so two claimers, in threads or processes, never get the
     /// same task; the one that waited for the lock gets the next task.
+    ///
+    /// N.B. `now` is read before the write lock is taken, so a claimer that
+    /// waited for another writer may hold a time older than the task it
+    /// gets; the claim time is raised to the creation time so that a task is
+    /// never shown as claimed before it existed.
     pub fn claim_next(
         &self,
         stream: &str,
@@ -543,7 +558,7 @@ impl Store {
             let t = tx
                 .prepare_cached(&format!(
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker_id = ?2, \
-                     claimed_at = ?3, updated_at = ?3 \
+                     claimed_at = max(?3, created_at), updated_at = max(?3, created_at) \
                      WHERE seq = (SELECT seq FROM tasks WHERE stream_id = ?1 AND status = 'queued' \
                                   ORDER BY seq LIMIT 1) \
                      RETURNING {TASK_COLS}"
@@ -554,13 +569,15 @@ impl Store {
         })
     }
 
-    /// Claims one queued task by id, wherever it stands in its stream.
+    /// Claims one queued task by id, wherever it stands in its stream; the
+    /// claim time is kept in order as in `claim_next`.
     pub fn claim_task(&self, id: &str, worker_id: Option<&str>, now: Millis) -> Result<Task> {
         self.write(|tx| {
             let t = tx
                 .prepare_cached(&format!(
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker_id = ?2, \
-                     claimed_at = ?3, updated_at = ?3 WHERE id = ?1 AND status = 'queued' \
+                     claimed_at = max(?3, created_at), updated_at = max(?3, created_at) \
+                     WHERE id = ?1 AND status = 'queued' \
                      RETURNING {TASK_COLS}"
                 ))?
                 .query_row(params![id, worker_id, now], row_to_task)
@@ -588,16 +605,22 @@ impl Store {
     }
 
     fn finish(&self, id: &str, action: Action, out: &Outcome, now: Millis) -> Result<Task> {
+        // The deadline is judged at `now`, but the finish time is kept no
+        // earlier than the claim (or creation) time, which another writer may
+        // have set after `now` was read; see `claim_next`.
         let sql = match action {
             Action::Complete => format!(
                 "UPDATE tasks SET status = 'succeeded', result_summary = ?2, result = ?3, \
-                 stdout = ?4, stderr = ?5, finished_at = ?6, updated_at = ?6 \
+                 stdout = ?4, stderr = ?5, finished_at = max(?6, claimed_at), \
+                 updated_at = max(?6, claimed_at) \
                  WHERE id = ?1 AND status = 'running' AND claimed_at + timeout * 2000 >= ?6 \
                  RETURNING {TASK_COLS}"
             ),
             _ => format!(
                 "UPDATE tasks SET status = 'failed', error = ?2, error_type = ?3, \
-                 stdout = ?4, stderr = ?5, finished_at = ?6, updated_at = ?6 \
+                 stdout = ?4, stderr = ?5, \
+                 finished_at = max(?6, coalesce(claimed_at, created_at)), \
+                 updated_at = max(?6, coalesce(claimed_at, created_at)) \
                  WHERE id = ?1 AND (status = 'queued' OR (status = 'running' \
                  AND claimed_at + timeout * 2000 >= ?6)) RETURNING {TASK_COLS}"
             ),
@@ -694,6 +717,50 @@ fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
     conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+fn write_on<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&rusqlite::Transaction) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Turns SQLite's bare "disk I/O error" into what the operating system
+/// said, when that is a full disk, a quota or a read-only file system (a
+/// full disk met while growing the -shm file is only an I/O error to
+/// SQLite). Other errors pass unchanged.
+fn explain_io(conn: &Connection, e: Error) -> Error {
+    use std::io::ErrorKind;
+
+    let Error::Internal(m) = &e else { return e };
+    // SQLite records the OS error number for I/O errors only, so it is
+    // this error's number when the message says so.
+    if !m.contains("disk I/O error") {
+        return e;
+    }
+    // SAFETY: the handle is `conn`'s own and valid while `conn` is borrowed;
+    // sqlite3_system_errno only reads a number stored on it.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    let why = match std::io::Error::from_raw_os_error(errno).kind() {
+        ErrorKind::StorageFull => "the disk is full",
+        ErrorKind::QuotaExceeded => "the disk quota is exceeded",
+        ErrorKind::ReadOnlyFilesystem => "the database is read-only",
+        _ => return e,
+    };
+    Error::Unavailable(format!("{why} ({m})"))
+}
+
+/// Returns true if and only if the existing file at `path` is on a file
+/// system mounted read-only. Opening for append changes nothing.
+fn on_read_only_file_system(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
 }
 
 /// Brings the schema to `SCHEMA_VERSION` in one immediate transaction, so
@@ -1057,6 +1124,24 @@ mod tests {
         let u = add(&st, 10, 0);
         st.claim_task(&u.id, None, 0).unwrap();
         assert_eq!(st.complete(&u.id, &done("ok"), 20_000).unwrap().status, Status::Succeeded);
+    }
+
+    // Cause: the time was read before the write lock, so a claimer or a
+    // worker that waited for another process's write stored an older time.
+    #[test]
+    fn regression_task_times_stay_in_order_when_now_was_read_before_a_wait() {
+        let st = store();
+        let a = add(&st, 10, 1_000);
+        let t = st.claim_next("s", None, 990).unwrap().0.unwrap();
+        assert_eq!((t.claimed_at, t.updated_at), (Some(1_000), 1_000));
+        let t = st.complete(&a.id, &done("ok"), 995).unwrap();
+        assert_eq!((t.finished_at, t.updated_at), (Some(1_000), 1_000));
+        let b = add(&st, 10, 2_000);
+        assert_eq!(st.claim_task(&b.id, None, 1_500).unwrap().claimed_at, Some(2_000));
+        let fail = Outcome::failure("x".into(), None, None, None, 9);
+        assert_eq!(st.fail(&b.id, &fail, 1_999).unwrap().finished_at, Some(2_000));
+        let c = add(&st, 10, 3_000);
+        assert_eq!(st.fail(&c.id, &fail, 2_500).unwrap().finished_at, Some(3_000));
     }
 
     #[test]

@@ -73,10 +73,38 @@ mod tests {
 
     #[test]
     fn refuses_paths_that_climb_or_escape() {
-        for p in
-            ["../Cargo.toml", "a/../index.html", "/etc/passwd", "..\\x", "", "./index.html", "a//b"]
-        {
-            assert!(lookup(p).is_none(), "{p}");
+        for p in [
+            "../Cargo.toml",
+            "a/../index.html",
+            "/etc/passwd",
+            "..\\x",
+            "",
+            "./index.html",
+            "a//b",
+            "..",
+            ".",
+            "index.html/..",
+            "index.html\0.js",
+            "C:\\Windows\\win.ini",
+            "\\\\server\\share",
+            "//etc/passwd",
+            "index.html/",
+        ] {
+            assert!(lookup(p).is_none(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_compiled_in_file_is_found_by_its_plain_path_and_nothing_else_is() {
+        let mut n = 0;
+        for file in STATIC.files() {
+            let path = file.path().to_str().expect("UTF-8 file names");
+            assert!(lookup(path).is_some_and(|a| a.body == file.contents()), "{path}");
+            n += 1;
+        }
+        assert!(n > 0);
+        for outside in ["Cargo.toml", "src/main.rs", "sparkq.yml", "static/index.html"] {
+            assert!(lookup(outside).is_none(), "{outside}");
         }
     }
 }

@@ -235,9 +235,8 @@ pub fn reload(app: &App) -> Result<Value> {
         "config_reloaded",
         &[("config", &file.display()), ("tools", &tools), ("scripts", &scripts)],
     );
-    Ok(
-        json!({ "status": "reloaded", "config": file.display().to_string(), "tools": tools, "scripts": scripts }),
-    )
+    let config = file.display().to_string();
+    Ok(json!({ "status": "reloaded", "config": config, "tools": tools, "scripts": scripts }))
 }
 
 /// Serves a dashboard file with its type and a validator.

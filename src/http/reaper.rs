@@ -13,11 +13,25 @@
 //! A shut-down socket makes the blocked read return at once, and tiny_http
 //! drops the connection. Without `/proc` (not Linux) nothing is reaped, as
 //! the README's Limitations say.
+//!
+//! It also unsticks connections that tiny_http accepted but gave no thread.
+//! N.B. tiny_http's pool counts its idle threads only when they wake, so a
+//! burst of new connections can queue several behind one idle thread, and
+//! each keep-alive connection keeps its thread: a queued one waits until
+//! another connection closes. A request sitting unread in a socket for
+//! `STARVED_AFTER` is the sign. For each such socket this thread opens and
+//! at once closes a connection to the server's own address; with every pool
+//! thread busy, tiny_http starts a new thread for it, which finds the
+//! short-lived connection closed and goes on to the queued one.
+//!
+//! The same look through `/proc/self/fd` finds the socket of one request
+//! (`socket_of`), so that a handler can close a connection tiny_http would
+//! keep reading.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::mem::ManuallyDrop;
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::{FromRawFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -37,7 +51,15 @@ pub struct Limits {
 }
 
 /// How often sockets are looked at.
-pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a request may sit unread in its socket before its connection
+/// counts as starved of a thread. Longer than any pause between tiny_http
+/// accepting a connection and reading it.
+pub const STARVED_AFTER: Duration = Duration::from_millis(100);
+
+/// The most nudges sent in one sweep.
+const NUDGES_MAX: usize = 32;
 
 /// The kernel's view of one connection (a few fields of `struct tcp_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +79,15 @@ struct Seen {
     since_sent_ms: u32,
 }
 
-/// Runs until `stop` is dropped.
-pub fn reap_loop(listener: RawFd, limits: Limits, stop: &Receiver<()>) {
+/// Runs until `stop` is dropped. `addr` is the server's listening address.
+pub fn reap_loop(listener: RawFd, addr: SocketAddr, limits: Limits, stop: &Receiver<()>) {
     let mut seen = HashMap::new();
     loop {
-        let n = sweep(listener, limits, &mut seen);
+        let (n, starved) = sweep(listener, limits, &mut seen);
+        if starved > 0 {
+            nudge(addr, starved.min(NUDGES_MAX));
+            log::debug("connections_nudged", &[("count", &starved)]);
+        }
         if n > 0 {
             log::info(
                 "connections_closed",
@@ -75,13 +101,16 @@ pub fn reap_loop(listener: RawFd, limits: Limits, stop: &Receiver<()>) {
     }
 }
 
-/// One pass over the process's sockets; returns how many were shut down.
-fn sweep(listener: RawFd, limits: Limits, seen: &mut HashMap<u64, Seen>) -> usize {
+/// One pass over the process's sockets; returns how many were shut down,
+/// and how many wait with a request no thread reads.
+fn sweep(listener: RawFd, limits: Limits, seen: &mut HashMap<u64, Seen>) -> (usize, usize) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
+        return (0, 0);
     };
+    let mut starved = 0;
     let start = Instant::now();
     let mut live = HashMap::with_capacity(seen.len());
+    let mut reaped = HashSet::new();
     let mut closed = 0;
     for entry in dir.flatten() {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
@@ -94,11 +123,20 @@ fn sweep(listener: RawFd, limits: Limits, seen: &mut HashMap<u64, Seen>) -> usiz
         let Some(inode) = link.and_then(|l| socket_inode(&l.to_string_lossy())) else {
             continue;
         };
+        if live.contains_key(&inode) || reaped.contains(&inode) {
+            // Another descriptor of a socket already looked at: tiny_http
+            // holds two per connection, and counting twice would restart
+            // the byte count at every sweep.
+            continue;
+        }
         let Some(st) = tcp_stats(fd) else {
             continue;
         };
         if !st.established {
             continue;
+        }
+        if u128::from(st.since_recv_ms) >= STARVED_AFTER.as_millis() && unread(fd) > 0 {
+            starved += 1;
         }
         let prev = seen.remove(&inode);
         let recv_at_last_send = match prev {
@@ -107,11 +145,10 @@ fn sweep(listener: RawFd, limits: Limits, seen: &mut HashMap<u64, Seen>) -> usiz
             _ => st.bytes_received,
         };
         if verdict(&st, recv_at_last_send, limits) {
-            // SAFETY: the stream borrows `fd` for one shutdown call and is
-            // never dropped, so the descriptor stays open for its owner.
-            let s = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
-            let _ = s.shutdown(Shutdown::Both);
-            closed += 1;
+            reaped.insert(inode);
+            if shut_if_same(fd, inode) {
+                closed += 1;
+            }
             continue;
         }
         live.insert(inode, Seen { recv_at_last_send, since_sent_ms: st.since_sent_ms });
@@ -120,7 +157,38 @@ fn sweep(listener: RawFd, limits: Limits, seen: &mut HashMap<u64, Seen>) -> usiz
     if start.elapsed() > Duration::from_millis(100) {
         log::debug("reaper_slow", &[("ms", &start.elapsed().as_millis())]);
     }
-    closed
+    (closed, starved)
+}
+
+/// Opens and closes `n` connections to the server at `addr`, so that
+/// tiny_http starts threads that then serve the connections it queued.
+fn nudge(addr: SocketAddr, n: usize) {
+    let target = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    for _ in 0..n {
+        if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes received on socket `fd` that nobody has read yet.
+fn unread(fd: RawFd) -> i32 {
+    let mut n: i32 = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+    let rc = unsafe { ioctl(fd, FIONREAD, &mut n as *mut i32) };
+    if rc == 0 {
+        n
+    } else {
+        0
+    }
 }
 
 /// Returns true if and only if a connection is past a limit.
@@ -132,13 +200,101 @@ pub fn verdict(st: &TcpStats, recv_at_last_send: u64, limits: Limits) -> bool {
     idle || slow || big
 }
 
+/// A handle of its own on this process's TCP connection whose far end is
+/// `peer`; `None` when there is none, or no `/proc`.
+///
+/// N.B. The descriptor found may be closed and reused by its owner at any
+/// moment (tiny_http closes a connection's reading half on its own thread),
+/// so it is duplicated at once and the duplicate checked: while the caller
+/// holds the request, the connection lives, and no other socket can have
+/// the same far end.
+pub fn socket_of(peer: SocketAddr) -> Option<TcpStream> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        let link = std::fs::read_link(entry.path()).ok();
+        if link.and_then(|l| socket_inode(&l.to_string_lossy())).is_none()
+            || peer_of(fd) != Some(peer)
+        {
+            continue;
+        }
+        // SAFETY: the stream borrows `fd` for one `dup` and is never dropped.
+        let borrowed = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+        if let Ok(own) = borrowed.try_clone() {
+            if own.peer_addr().ok() == Some(peer) {
+                return Some(own);
+            }
+        }
+    }
+    None
+}
+
+/// Shuts socket `fd` down both ways if it still is the socket `inode`:
+/// its owner may have closed it, and a new connection taken its number,
+/// since it was looked at.
+fn shut_if_same(fd: RawFd, inode: u64) -> bool {
+    // SAFETY: the stream borrows `fd` for one `dup` and is never dropped.
+    let borrowed = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+    let Ok(own) = borrowed.try_clone() else {
+        return false;
+    };
+    inode_of(&own) == Some(inode) && own.shutdown(Shutdown::Both).is_ok()
+}
+
+/// The inode of the socket behind `sock`.
+pub fn inode_of(sock: &TcpStream) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
+    socket_inode(&link.to_string_lossy())
+}
+
+/// The address of the far end of socket `fd`.
+fn peer_of(fd: RawFd) -> Option<SocketAddr> {
+    let mut buf = [0u8; 128];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` is writable for `len` bytes, and the kernel writes at
+    // most `len` bytes of a `sockaddr` and stores its length in `len`.
+    let rc = unsafe { getpeername(fd, buf.as_mut_ptr(), &mut len) };
+    if rc != 0 {
+        return None;
+    }
+    parse_sockaddr(&buf[..(len as usize).min(buf.len())])
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Reads a `sockaddr_in` or `sockaddr_in6`: the family in native order,
+/// then the port and the address in network order.
+fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {
+    let family = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?);
+    let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+    match family {
+        AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
+        }
+        AF_INET6 => {
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
+            Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, scope)))
+        }
+        _ => None,
+    }
+}
+
 /// The inode of a `socket:[12345]` link target.
 fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
+const FIONREAD: std::ffi::c_ulong = 0x541B;
+
 extern "C" {
+    fn ioctl(fd: i32, request: std::ffi::c_ulong, ...) -> i32;
     fn getsockopt(fd: i32, level: i32, name: i32, value: *mut u8, len: *mut u32) -> i32;
+    fn getpeername(fd: i32, addr: *mut u8, len: *mut u32) -> i32;
 }
 
 const IPPROTO_TCP: i32 = 6;
@@ -170,11 +326,19 @@ pub fn tcp_stats(fd: RawFd) -> Option<TcpStats> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::os::fd::AsRawFd;
+
+    /// Held by every test that opens sockets: a sweep looks at all of the
+    /// process's sockets, those of tests running beside it too.
+    pub(crate) static SOCKETS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    pub(crate) fn sockets() -> std::sync::MutexGuard<'static, ()> {
+        SOCKETS.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     const LIMITS: Limits =
         Limits { idle: Duration::from_secs(10), request: Duration::from_secs(30), bytes: 1000 };
@@ -206,6 +370,7 @@ mod tests {
 
     #[test]
     fn tcp_info_sees_received_bytes_and_a_sweep_closes_an_oversized_sender() {
+        let _sockets = sockets();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut server_side, _) = l.accept().unwrap();
@@ -223,13 +388,75 @@ mod tests {
         seen.insert(u64::MAX, Seen { recv_at_last_send: 0, since_sent_ms: 0 });
         let limits = Limits { bytes: 100, ..LIMITS };
         // The first sight of a socket counts from what it has already sent.
-        sweep(l.as_raw_fd(), limits, &mut seen);
+        sweep(l.as_raw_fd(), limits, &mut seen).0;
         client.write_all(&[b'y'; 500]).unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        assert!(sweep(l.as_raw_fd(), limits, &mut seen) >= 1);
+        assert!(sweep(l.as_raw_fd(), limits, &mut seen).0 >= 1);
         let mut rest = Vec::new();
         server_side.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let _ = server_side.read_to_end(&mut rest);
         assert!(rest.len() <= 500, "the shut-down socket reads to its end");
+    }
+
+    #[test]
+    fn finds_a_connection_by_its_peer_and_shuts_it() {
+        let _sockets = sockets();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = l.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let own = socket_of(peer).expect("the accepted socket is found by its peer");
+        assert_eq!(own.peer_addr().unwrap(), peer);
+        assert_ne!(own.as_raw_fd(), server_side.as_raw_fd(), "a descriptor of its own");
+        assert!(socket_of("127.0.0.1:1".parse().unwrap()).is_none());
+        own.shutdown(Shutdown::Both).unwrap();
+        drop(own);
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "the client sees the end");
+        drop(server_side);
+    }
+
+    /// tiny_http holds two descriptors of each connection; the second one
+    /// seen in a sweep reset the byte count, so only bytes received within
+    /// one sweep were ever counted against the limit.
+    #[test]
+    fn regression_two_descriptors_of_one_socket_restarted_the_byte_count() {
+        let _sockets = sockets();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut server_side, _) = l.accept().unwrap();
+        let _second = server_side.try_clone().unwrap();
+        let limits = Limits { bytes: 100, ..LIMITS };
+        let mut seen = HashMap::new();
+        let mut buf = [0u8; 64];
+        sweep(l.as_raw_fd(), limits, &mut seen).0;
+        for round in 0..3 {
+            client.write_all(&[b'z'; 60]).unwrap();
+            server_side.read_exact(&mut buf[..60]).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let closed = sweep(l.as_raw_fd(), limits, &mut seen).0;
+            // 60 bytes, then 120: past the limit at the second round.
+            assert_eq!(closed, usize::from(round == 1), "round {round}");
+            if closed > 0 {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn parses_socket_addresses_of_both_families() {
+        let mut v4 = [0u8; 16];
+        v4[0..2].copy_from_slice(&AF_INET.to_ne_bytes());
+        v4[2..4].copy_from_slice(&8420u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(parse_sockaddr(&v4), Some("127.0.0.1:8420".parse().unwrap()));
+        let mut v6 = [0u8; 28];
+        v6[0..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+        v6[2..4].copy_from_slice(&80u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(parse_sockaddr(&v6), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_sockaddr(&v4[..3]), None);
+        assert_eq!(parse_sockaddr(&[0u8; 16]), None);
     }
 }

@@ -195,4 +195,143 @@ mod tests {
         assert_eq!(q[2], ("x".into(), "".into()));
         assert_eq!(q[3], ("name".into(), "a b!".into()));
     }
+
+    /// A small xorshift generator: the same seed gives the same cases.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_requests_never_panic_routing_queries_or_body_parsing() {
+        const PIECES: &[&str] = &[
+            "/",
+            "//",
+            "api",
+            "ui",
+            "tasks",
+            "streams",
+            "sessions",
+            "health",
+            "stats",
+            "claim",
+            "complete",
+            "end",
+            "peek",
+            "index",
+            "scripts",
+            "..",
+            ".",
+            "%2e%2e",
+            "%2E",
+            "%2f",
+            "%5c",
+            "\\",
+            "%00",
+            "%",
+            "%f",
+            "%ff",
+            "%c3%a9",
+            "%e2%82",
+            "?",
+            "&",
+            "=",
+            "+",
+            "#",
+            "tsk_0123456789ab",
+            "é",
+            "\u{fffd}",
+            "\u{0}",
+            " ",
+            "index.html",
+            "app.js",
+            "%zz",
+            "limit=",
+            "offset=",
+            "status=",
+            "-1",
+            "99999999999999999999",
+            "true",
+        ];
+        const BODIES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            ":",
+            ",",
+            "null",
+            "true",
+            "1e999",
+            "-0",
+            "\\u0000",
+            "\\ud800",
+            "{\"name\":",
+            "\"a\"",
+            " ",
+            "\n",
+            "é",
+            "0",
+            "{}",
+            "[]",
+        ];
+        let methods = [
+            Method::Get,
+            Method::Head,
+            Method::Post,
+            Method::Put,
+            Method::Delete,
+            Method::Options,
+            Method::Patch,
+            Method::NonStandard("BREW".parse().unwrap()),
+        ];
+        let mut rng = Rng(0x0b5e_55ed_f00d_1234);
+        for case in 0..5000 {
+            let url: String = if case % 2 == 0 {
+                (0..rng.below(12)).map(|_| PIECES[rng.below(PIECES.len())]).collect()
+            } else {
+                let bytes: Vec<u8> = (0..rng.below(60)).map(|_| rng.next() as u8).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+            let method = &methods[rng.below(methods.len())];
+            if let Route::Asset(file) = route(method, path) {
+                let climbs = file.split('/').any(|p| p == ".." || p == ".") || file.contains('\\');
+                if climbs || file.starts_with('/') {
+                    assert!(crate::ui::lookup(&file).is_none(), "{url:?} reached {file:?}");
+                }
+            }
+            for (k, v) in parse_query(query) {
+                assert!(!k.contains('+') || query.contains("%2b") || query.contains("%2B"));
+                let _ = (k.len(), v.len());
+            }
+            let body: Vec<u8> = match case % 3 {
+                0 => (0..rng.below(20))
+                    .flat_map(|_| BODIES[rng.below(BODIES.len())].bytes())
+                    .collect(),
+                1 => (0..rng.below(80)).map(|_| rng.next() as u8).collect(),
+                _ => format!(
+                    "{{\"name\": {}, \"stream_id\": {}}}",
+                    BODIES[rng.below(BODIES.len())],
+                    BODIES[rng.below(BODIES.len())]
+                )
+                .into_bytes(),
+            };
+            if let Err(e) = crate::http::api::object(&body) {
+                assert_eq!(e.http_status(), 400, "{body:?}: {e}");
+                assert!(!e.message().is_empty());
+            }
+        }
+    }
 }

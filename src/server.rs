@@ -81,7 +81,7 @@ pub fn run(config: Config, notes: &[String]) -> Result<()> {
     let (sweep_stop, sweep_rx) = mpsc::channel::<()>();
     let sweeper = std::thread::Builder::new()
         .name("sparkq-reaper".into())
-        .spawn(move || http::reaper::reap_loop(listener_fd, reaper_limits, &sweep_rx))?;
+        .spawn(move || http::reaper::reap_loop(listener_fd, addr, reaper_limits, &sweep_rx))?;
     signals::install();
     signals::raise_fd_limit();
 

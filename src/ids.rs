@@ -26,6 +26,17 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
+/// Returns true if and only if `s` looks like an id SparkQ makes: one of
+/// its prefixes, `_`, and 12 lowercase hex digits.
+pub fn is_id_shaped(s: &str) -> bool {
+    let Some((prefix, hex)) = s.split_once('_') else {
+        return false;
+    };
+    matches!(prefix, "prj" | "ses" | "str" | "tsk")
+        && hex.len() == 12
+        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +47,14 @@ mod tests {
         assert_eq!(id.len(), 16);
         assert!(id.starts_with("tsk_"));
         assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn id_shape_is_recognised() {
+        assert!(is_id_shaped(&new_id("str")));
+        assert!(!is_id_shaped("str_0123456789aB"));
+        assert!(!is_id_shaped("build_0123456789ab"));
+        assert!(!is_id_shaped("str_0123"));
     }
 
     #[test]

@@ -24,9 +24,21 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// Migrations: entry `i` upgrades a database from version `i` to `i + 1`.
 const MIGRATIONS: [&str; 1] = [include_str!("schema.sql")];
 
+/// The page size of a new database. Every commit writes each page it
+/// touched to the log; SparkQ's rows are small and a task change touches
+/// six or so pages (the row, its indexes, the stream's counts), so small
+/// pages mean less to write. Set before the file exists; ignored after.
+const PAGE_SIZE: u32 = 1024;
+
 /// How long a write waits for another process's write to finish before the
 /// user is told the database is locked.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The oldest queued task of stream `?1`. INDEXED BY: with other streams'
+/// queues long, the planner would otherwise walk the status index through
+/// all of them.
+const NEXT_QUEUED: &str = "SELECT seq FROM tasks INDEXED BY tasks_queued \
+     WHERE stream_id = ?1 AND status = 'queued' ORDER BY seq LIMIT 1";
 
 const TASK_COLS: &str = "id, stream_id, tool_name, task_class, payload, status, timeout, \
      attempts, worker_id, result_summary, result, error_type, error, stdout, stderr, \
@@ -74,6 +86,22 @@ pub struct Stream {
     /// Task counts: queued, running, succeeded, failed.
     pub counts: [i64; 4],
     pub oldest_queued_at: Option<Millis>,
+}
+
+/// A stream as the hot paths see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRef {
+    pub id: String,
+    pub name: String,
+    pub instructions: Option<String>,
+    pub active: bool,
+}
+
+impl StreamRef {
+    /// The `{id, name, instructions}` that `peek` and `claim` add to a task.
+    pub fn brief_json(&self) -> Value {
+        json!({ "id": self.id, "name": self.name, "instructions": self.instructions })
+    }
 }
 
 /// A task to create; the class and timeout are already resolved.
@@ -318,16 +346,21 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Renames a session or changes its description.
+    /// Renames a session or changes its description; `Some(None)` clears
+    /// the description, `None` leaves it.
     pub fn update_session(
         &self,
         key: &str,
         name: Option<&str>,
-        description: Option<&str>,
+        description: Option<Option<&str>>,
         now: Millis,
     ) -> Result<Session> {
         if let Some(n) = name {
             check_name("session", n)?;
+        }
+        if name.is_none() && description.is_none() {
+            // Nothing to change: not even the update time.
+            return self.session(key);
         }
         self.write(|tx| {
             let s = session_on(tx, key)?;
@@ -338,8 +371,8 @@ impl Store {
             }
             tx.execute(
                 "UPDATE sessions SET name = coalesce(?2, name), \
-                 description = coalesce(?3, description), updated_at = ?4 WHERE id = ?1",
-                params![s.id, name, description, now],
+                 description = CASE WHEN ?5 THEN ?3 ELSE description END, updated_at = ?4 WHERE id = ?1",
+                params![s.id, name, description.flatten(), now, description.is_some()],
             )?;
             session_on(tx, &s.id)
         })
@@ -425,16 +458,21 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Renames a stream or changes its instructions.
+    /// Renames a stream or changes its instructions; `Some(None)` clears
+    /// them, `None` leaves them.
     pub fn update_stream(
         &self,
         key: &str,
         name: Option<&str>,
-        instructions: Option<&str>,
+        instructions: Option<Option<&str>>,
         now: Millis,
     ) -> Result<Stream> {
         if let Some(n) = name {
             check_name("stream", n)?;
+        }
+        if name.is_none() && instructions.is_none() {
+            // Nothing to change: not even the update time.
+            return self.stream(key);
         }
         self.write(|tx| {
             let s = stream_on(tx, key)?;
@@ -445,8 +483,8 @@ impl Store {
             }
             tx.execute(
                 "UPDATE streams SET name = coalesce(?2, name), \
-                 instructions = coalesce(?3, instructions), updated_at = ?4 WHERE id = ?1",
-                params![s.id, name, instructions, now],
+                 instructions = CASE WHEN ?5 THEN ?3 ELSE instructions END, updated_at = ?4 WHERE id = ?1",
+                params![s.id, name, instructions.flatten(), now, instructions.is_some()],
             )?;
             stream_on(tx, &s.id)
         })
@@ -475,7 +513,7 @@ impl Store {
             return Err(Error::Invalid(format!("timeout {} is out of range", new.timeout)));
         }
         self.write(|tx| {
-            let s = stream_on(tx, new.stream)?;
+            let s = stream_ref_on(tx, new.stream)?;
             if !s.active {
                 return Err(Error::Conflict(format!(
                     "stream \"{}\" is ended: it takes no new tasks",
@@ -524,14 +562,11 @@ impl Store {
     }
 
     /// The next queued task of a stream, unchanged.
-    pub fn peek(&self, stream: &str) -> Result<(Option<Task>, Stream)> {
+    pub fn peek(&self, stream: &str) -> Result<(Option<Task>, StreamRef)> {
         let conn = self.lock();
-        let s = stream_on(&conn, stream)?;
+        let s = stream_ref_on(&conn, stream)?;
         let t = conn
-            .prepare_cached(&format!(
-                "SELECT {TASK_COLS} FROM tasks WHERE stream_id = ?1 AND status = 'queued' \
-                 ORDER BY seq LIMIT 1"
-            ))?
+            .prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE seq = ({NEXT_QUEUED})"))?
             .query_row([&s.id], row_to_task)
             .optional()?;
         Ok((t, s))
@@ -552,15 +587,14 @@ impl Store {
         stream: &str,
         worker_id: Option<&str>,
         now: Millis,
-    ) -> Result<(Option<Task>, Stream)> {
+    ) -> Result<(Option<Task>, StreamRef)> {
         self.write(|tx| {
-            let s = stream_on(tx, stream)?;
+            let s = stream_ref_on(tx, stream)?;
             let t = tx
                 .prepare_cached(&format!(
                     "UPDATE tasks SET status = 'running', attempts = attempts + 1, worker_id = ?2, \
                      claimed_at = max(?3, created_at), updated_at = max(?3, created_at) \
-                     WHERE seq = (SELECT seq FROM tasks WHERE stream_id = ?1 AND status = 'queued' \
-                                  ORDER BY seq LIMIT 1) \
+                     WHERE seq = ({NEXT_QUEUED}) \
                      RETURNING {TASK_COLS}"
                 ))?
                 .query_row(params![s.id, worker_id, now], row_to_task)
@@ -601,6 +635,13 @@ impl Store {
 
     /// Marks a queued or running task failed; see `complete` for the deadline.
     pub fn fail(&self, id: &str, out: &Outcome, now: Millis) -> Result<Task> {
+        if out.detail.as_deref() == Some(task::TIMEOUT_ERROR_TYPE) {
+            return Err(Error::Invalid(format!(
+                "error type \"{}\" is kept for tasks SparkQ fails at 2x their timeout; \
+                 use another, such as SCRIPT_TIMEOUT",
+                task::TIMEOUT_ERROR_TYPE
+            )));
+        }
         self.finish(id, Action::Fail, out, now)
     }
 
@@ -704,6 +745,7 @@ impl Store {
 
 fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Unavailable(format!(
@@ -787,15 +829,30 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Checks a session or stream name (SPEC §9): 1–64 characters from letters,
 /// digits, `-`, `_` and `.`.
+///
+/// Two kinds of name that the rule allows are refused as well, since they
+/// could never be used: a name only of dots (HTTP clients fold `/..` out of a
+/// path) and a name shaped like an id (`str_0123456789ab`), which a lookup
+/// by id-or-name would take for the id of another stream.
 pub fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.chars().count())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        return Ok(());
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "invalid {kind} name \"{name}\": use 1-64 characters from letters, digits, '-', '_' and '.'"
+        )));
     }
-    Err(Error::Invalid(format!(
-        "invalid {kind} name \"{name}\": use 1-64 characters from letters, digits, '-', '_' and '.'"
-    )))
+    if name.chars().all(|c| c == '.') {
+        return Err(Error::Invalid(format!(
+            "invalid {kind} name \"{name}\": a name cannot be only dots"
+        )));
+    }
+    if crate::ids::is_id_shaped(name) {
+        return Err(Error::Invalid(format!(
+            "invalid {kind} name \"{name}\": it has the shape of an id (prefix_ and 12 hex digits)"
+        )));
+    }
+    Ok(())
 }
 
 fn exists(conn: &Connection, sql: &str, key: &str) -> Result<bool> {
@@ -886,9 +943,29 @@ fn session_on(conn: &Connection, key: &str) -> Result<Session> {
 
 const STREAM_SELECT: &str = "SELECT t.id, t.session_id, s.name, t.name, t.instructions, t.status, \
      t.created_at, t.updated_at, t.ended_at, t.queued, t.running, t.succeeded, t.failed, \
-     (SELECT created_at FROM tasks k WHERE k.stream_id = t.id AND k.status = 'queued' \
-      ORDER BY k.seq LIMIT 1) \
+     (SELECT created_at FROM tasks k INDEXED BY tasks_queued \
+      WHERE k.stream_id = t.id AND k.status = 'queued' ORDER BY k.seq LIMIT 1) \
      FROM streams t JOIN sessions s ON s.id = t.session_id";
+
+/// What the hot paths (enqueue, peek, claim) need of a stream, without the
+/// counts and the session of a full `Stream`.
+fn stream_ref_on(conn: &Connection, key: &str) -> Result<StreamRef> {
+    let row = |r: &Row| -> rusqlite::Result<StreamRef> {
+        Ok(StreamRef {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            instructions: r.get(2)?,
+            active: r.get_ref(3)?.as_str()? == "active",
+        })
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT id, name, instructions, status FROM streams WHERE id = ?1 UNION ALL \
+         SELECT id, name, instructions, status FROM streams WHERE name = ?1 AND id <> ?1 LIMIT 1",
+    )?;
+    st.query_row([key], row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("no stream \"{key}\"")))
+}
 
 fn stream_on(conn: &Connection, key: &str) -> Result<Stream> {
     conn.prepare_cached(&format!(
@@ -1208,6 +1285,49 @@ mod tests {
             assert_eq!(st.create_session(bad, None, 0).unwrap_err().http_status(), 400, "{bad:?}");
         }
         assert!(st.create_session(&"x".repeat(64), None, 0).is_ok());
+    }
+
+    #[test]
+    fn names_of_only_dots_or_shaped_like_ids_are_refused() {
+        let st = store();
+        for bad in [".", "..", "...", "str_0123456789ab", "ses_ffffffffffff"] {
+            let e = st.create_stream("sess", bad, None, 0).unwrap_err();
+            assert_eq!(e.http_status(), 400, "{bad:?}");
+        }
+        assert!(st.create_stream("sess", "str_0123456789abc", None, 0).is_ok());
+        assert!(st.create_stream("sess", ".hidden", None, 0).is_ok());
+    }
+
+    #[test]
+    fn error_type_timeout_is_kept_for_the_server() {
+        let st = store();
+        let t = add(&st, 10, 0);
+        let out = Outcome::failure("slow".into(), Some("TIMEOUT".into()), None, None, 99);
+        let e = st.fail(&t.id, &out, 1).unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.message().contains("SCRIPT_TIMEOUT"), "{e}");
+        assert_eq!(st.task(&t.id).unwrap().status, Status::Queued);
+    }
+
+    // Cause: with other streams' queues long, SQLite walked the status index
+    // through all of them on every claim (10 ms at 100,000 tasks).
+    #[test]
+    fn regression_claim_and_peek_use_the_queue_index() {
+        let st = store();
+        let conn = st.lock();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_QUEUED}"))
+            .unwrap()
+            .query_map(["x"], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("tasks_queued")), "{plan:?}");
+        drop(conn);
+        let new =
+            NewTask { stream: "s", tool_name: "t", task_class: "C", timeout: 1, payload: "{}" };
+        let t = st.create_task(&new, 0).unwrap();
+        assert_eq!(st.peek("s").unwrap().0.unwrap().id, t.id);
     }
 
     #[test]

@@ -574,6 +574,15 @@ fn reload(config: &Config) -> Result<Done> {
         v["tools"],
         v["scripts"]
     );
+    let later: Vec<&str> =
+        v["restart_needed"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+    if !later.is_empty() {
+        println!(
+            "note: {} changed in the file and take effect only when the server restarts; \
+             until then the server keeps the old values",
+            later.join(", ")
+        );
+    }
     Ok(Done::Ok)
 }
 

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use sparkq::cli::Command;
 use sparkq::commands::{self, Done};
 
 fn main() -> ExitCode {
@@ -14,6 +15,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(inv.command, Command::Run { .. }) {
+        quiet_on_broken_pipe();
+    }
     match commands::execute(inv) {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::Nothing) => ExitCode::from(1),
@@ -21,5 +25,20 @@ fn main() -> ExitCode {
             eprintln!("sparkq: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets a command piped into `head` end quietly, as other command-line tools
+/// do, instead of panicking on its next print. Not for `run`: the server must
+/// live through clients that hang up.
+fn quiet_on_broken_pipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restores the default action of one signal; no handler runs.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
     }
 }

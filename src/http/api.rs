@@ -44,18 +44,18 @@ pub fn dispatch(
             ok(json!({ "sessions": list.iter().map(|s| s.to_json()).collect::<Vec<_>>() }))
         }
         Route::CreateSession => {
-            let b = object(&body)?;
+            let b = object(&body, &["name", "description"])?;
             let name = required(&b, "name")?;
             let s = store.create_session(&name, text(&b, "description")?.as_deref(), now)?;
             created(json!({ "session": s.to_json() }))
         }
         Route::GetSession(id) => ok(json!({ "session": store.session(&id)?.to_json() })),
         Route::UpdateSession(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["name", "description"])?;
             let s = store.update_session(
                 &id,
                 text(&b, "name")?.as_deref(),
-                text(&b, "description")?.as_deref(),
+                nullable(&b, "description")?.as_ref().map(|d| d.as_deref()),
                 now,
             )?;
             ok(json!({ "session": s.to_json() }))
@@ -69,7 +69,7 @@ pub fn dispatch(
             ok(json!({ "streams": list.iter().map(|s| s.to_json()).collect::<Vec<_>>() }))
         }
         Route::CreateStream => {
-            let b = object(&body)?;
+            let b = object(&body, &["session_id", "name", "instructions"])?;
             let session = required(&b, "session_id")?;
             let name = required(&b, "name")?;
             let s =
@@ -78,11 +78,11 @@ pub fn dispatch(
         }
         Route::GetStream(id) => ok(json!({ "stream": store.stream(&id)?.to_json() })),
         Route::UpdateStream(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["name", "instructions"])?;
             let s = store.update_stream(
                 &id,
                 text(&b, "name")?.as_deref(),
-                text(&b, "instructions")?.as_deref(),
+                nullable(&b, "instructions")?.as_ref().map(|d| d.as_deref()),
                 now,
             )?;
             ok(json!({ "stream": s.to_json() }))
@@ -93,7 +93,7 @@ pub fn dispatch(
             (None, _) => Ok(Reply::empty(204)),
         },
         Route::ClaimNext(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["worker_id"])?;
             let worker = text(&b, "worker_id")?;
             match store.claim_next(&id, worker.as_deref(), now)? {
                 (Some(t), s) => ok(json!({ "task": with_stream(&t, s.brief_json()) })),
@@ -124,7 +124,19 @@ pub fn dispatch(
             ok(json!({ "tasks": list.iter().map(Task::to_json).collect::<Vec<_>>() }))
         }
         Route::CreateTask => {
-            let b = object(&body)?;
+            let b = object(
+                &body,
+                &[
+                    "stream_id",
+                    "tool_name",
+                    "task_class",
+                    "timeout",
+                    "payload",
+                    "prompt",
+                    "prompt_path",
+                    "metadata",
+                ],
+            )?;
             let stream = required(&b, "stream_id")?;
             let tool = required(&b, "tool_name")?;
             let class = text(&b, "task_class")?;
@@ -148,13 +160,13 @@ pub fn dispatch(
         }
         Route::GetTask(id) => ok(json!({ "task": store.task(&id)?.to_json() })),
         Route::ClaimTask(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["worker_id"])?;
             let t = store.claim_task(&id, text(&b, "worker_id")?.as_deref(), now)?;
             let s = store.stream(&t.stream_id)?;
             ok(json!({ "task": with_stream(&t, s.brief_json()) }))
         }
         Route::Complete(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["result_summary", "result_data", "stdout", "stderr"])?;
             let out = Outcome::success(
                 required(&b, "result_summary")?,
                 b.get("result_data").filter(|v| !v.is_null()).cloned(),
@@ -165,7 +177,7 @@ pub fn dispatch(
             ok(json!({ "task": store.complete(&id, &out, now)?.to_json() }))
         }
         Route::Fail(id) => {
-            let b = object(&body)?;
+            let b = object(&body, &["error_message", "error_type", "stdout", "stderr"])?;
             let out = Outcome::failure(
                 required(&b, "error_message")?,
                 text(&b, "error_type")?.filter(|t| !t.is_empty()),
@@ -227,16 +239,55 @@ pub fn reload(app: &App) -> Result<Value> {
         crate::log::warn("reload_refused", &[("error", &e)]);
         Error::Invalid(format!("{e}; the config in force is unchanged"))
     })?;
+    let mut new = new;
+    let later = keep_restart_settings(&old, &mut new);
     let index = ScriptIndex::build(&new.script_dirs);
     let (tools, scripts) = (new.tools.len(), index.scripts().len());
     *app.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+    if !later.is_empty() {
+        crate::log::warn("reload_needs_restart", &[("keys", &later.join(","))]);
+    }
     *app.scripts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
     crate::log::info(
         "config_reloaded",
         &[("config", &file.display()), ("tools", &tools), ("scripts", &scripts)],
     );
     let config = file.display().to_string();
-    Ok(json!({ "status": "reloaded", "config": config, "tools": tools, "scripts": scripts }))
+    Ok(json!({
+        "status": "reloaded",
+        "config": config,
+        "tools": tools,
+        "scripts": scripts,
+        "restart_needed": later,
+    }))
+}
+
+/// Keeps in `new` the settings a running server cannot change (its address,
+/// its database, its threads and connection limits), and names those whose
+/// value in the file differs: they take effect at the next start.
+fn keep_restart_settings(old: &Config, new: &mut Config) -> Vec<&'static str> {
+    let mut later = Vec::new();
+    if new.database.path != old.database.path {
+        later.push("database.path");
+    }
+    if new.database.synchronous != old.database.synchronous {
+        later.push("database.synchronous");
+    }
+    if new.server.threads != old.server.threads {
+        later.push("server.threads");
+    }
+    if new.server.idle_timeout_seconds != old.server.idle_timeout_seconds
+        || new.server.request_timeout_seconds != old.server.request_timeout_seconds
+    {
+        later.push("server timeouts");
+    }
+    new.database = old.database.clone();
+    new.server.host = old.server.host.clone();
+    new.server.port = old.server.port;
+    new.server.threads = old.server.threads;
+    new.server.idle_timeout_seconds = old.server.idle_timeout_seconds;
+    new.server.request_timeout_seconds = old.server.request_timeout_seconds;
+    later
 }
 
 /// Serves a dashboard file with its type and a validator.
@@ -307,7 +358,19 @@ fn active_param(query: &[(String, String)]) -> Result<Option<bool>> {
 }
 
 /// Parses a body as a JSON object; an empty body is an empty object.
-pub fn object(body: &[u8]) -> Result<Map<String, Value>> {
+pub fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>> {
+    let m = any_object(body)?;
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::Invalid(format!(
+            "unknown field \"{k}\" (allowed: {})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(m)
+}
+
+/// Parses a body as a JSON object; an empty body is an empty object.
+fn any_object(body: &[u8]) -> Result<Map<String, Value>> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Map::new());
     }
@@ -336,6 +399,16 @@ fn text(b: &Map<String, Value>, key: &str) -> Result<Option<String>> {
             "field \"{key}\" must be a string, not {}",
             task::type_name(v)
         ))),
+    }
+}
+
+/// A string field that may be set to null: absent is `None`, null is
+/// `Some(None)`.
+fn nullable(b: &Map<String, Value>, key: &str) -> Result<Option<Option<String>>> {
+    match b.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(_) => Ok(Some(text(b, key)?)),
     }
 }
 

@@ -328,7 +328,7 @@ mod tests {
                 )
                 .into_bytes(),
             };
-            if let Err(e) = crate::http::api::object(&body) {
+            if let Err(e) = crate::http::api::object(&body, &["name"]) {
                 assert_eq!(e.http_status(), 400, "{body:?}: {e}");
                 assert!(!e.message().is_empty());
             }

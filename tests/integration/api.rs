@@ -499,3 +499,55 @@ fn every_refused_transition_answers_409_naming_the_current_state() {
         srv.post(&format!("/api/tasks/{queued}/fail"), json!({"error_message": "not needed"}));
     assert_eq!((code, &f["task"]["status"]), (200, &json!("failed")), "{f}");
 }
+
+// Cause: unknown fields were ignored, so a typo or a field that cannot be
+// changed (a stream's session) answered 200 and changed nothing.
+#[test]
+fn regression_unknown_body_fields_are_refused_naming_the_field() {
+    let dir = Dir::new("api-unknown-field");
+    let srv = Server::start(&dir);
+    assert_error(srv.post("/api/sessions", json!({"name": "s1", "bogus": 1})), 400, "bogus");
+    assert_eq!(srv.get("/api/sessions").1["sessions"], json!([]), "nothing was created");
+    srv.stream("s1", "q1");
+    assert_error(srv.put("/api/streams/q1", json!({"session_id": "s2"})), 400, "session_id");
+    let id = srv.enqueue("q1", "run-bash");
+    srv.post("/api/streams/q1/claim", json!({}));
+    assert_error(
+        srv.post(&format!("/api/tasks/{id}/complete"), json!({"result_summary": "ok", "sumary": 1})),
+        400,
+        "sumary",
+    );
+    assert_eq!(srv.task(&id)["status"], "running");
+}
+
+#[test]
+fn a_null_description_clears_it_and_an_empty_update_changes_nothing() {
+    let dir = Dir::new("api-update-null");
+    let srv = Server::start(&dir);
+    let (_, s) = srv.post("/api/sessions", json!({"name": "s1", "description": "first"}));
+    let before = s["session"].clone();
+    let (code, same) = srv.put("/api/sessions/s1", json!({}));
+    assert_eq!((code, &same["session"]), (200, &before), "an empty update keeps updated_at");
+    let (code, cleared) = srv.put("/api/sessions/s1", json!({"description": null}));
+    assert_eq!((code, &cleared["session"]["description"]), (200, &Value::Null), "{cleared}");
+    srv.post("/api/streams", json!({"session_id": "s1", "name": "q1", "instructions": "read"}));
+    let (_, q) = srv.put("/api/streams/q1", json!({"instructions": null}));
+    assert_eq!(q["stream"]["instructions"], Value::Null, "{q}");
+}
+
+// Cause: a reload that changed database.path answered "reloaded" while the
+// server kept its database and the CLI moved to the new one.
+#[test]
+fn regression_reload_says_which_settings_wait_for_a_restart() {
+    let dir = Dir::new("api-reload-restart");
+    let srv = Server::start(&dir);
+    let db = srv.get("/health");
+    assert_eq!(db.0, 200);
+    let text = std::fs::read_to_string(dir.config()).unwrap();
+    std::fs::write(dir.config(), format!("{text}\ndatabase:\n  path: other.db\n")).unwrap();
+    let (code, body) = srv.post("/api/reload", json!({}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["restart_needed"], json!(["database.path"]), "{body}");
+    let out = dir.sparkq(&["reload"]);
+    assert!(out.ok().contains("take effect only when the server restarts"), "{}", out.ok());
+}

@@ -463,3 +463,24 @@ fn results_are_kept_as_json_when_they_parse_and_as_text_otherwise() {
         assert_eq!(t["result"], want, "{flag} {value}");
     }
 }
+
+// Cause: Rust ignores SIGPIPE, so `sparkq tasks | head -1` panicked with a
+// backtrace on its next print once head had gone.
+#[test]
+fn regression_output_into_a_closed_pipe_ends_quietly() {
+    let dir = Dir::new("cli-broken-pipe");
+    dir.stream("s1", "q1");
+    for _ in 0..200 {
+        dir.enqueue("q1", "run-bash", &[]);
+    }
+    let mut child = dir
+        .command(&["tasks", "--limit", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sparkq");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for sparkq");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

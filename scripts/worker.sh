@@ -25,7 +25,8 @@
 # "args" and "cwd" are optional. An absolute path is run as it is; a name is
 # looked up in the script index (`sparkq scripts list --json`, matching the
 # file name, a path suffix or the index name), then in the folder of this
-# worker and in scripts/ beside the config. An executable file is run
+# worker and in scripts/ beside the config. The index is read once per run
+# and read again only when a name is not in it. An executable file is run
 # directly; otherwise .py runs with python3, .rb with ruby, .pl with perl,
 # .js with node and anything else with bash. The script gets no stdin and
 # runs in "cwd" (default: the worker's own directory) with SPARKQ_TASK_ID,
@@ -34,11 +35,15 @@
 # Each script runs under `timeout` with the task's own timeout. Exit 0
 # completes the task with the summary "exit 0: <first line of stdout>" and
 # the result {"exit_code", "script", "duration_ms"}. Anything else fails it:
-# "exit N: <last line of stderr>" with error_type SCRIPT_ERROR, or TIMEOUT
-# when the time limit killed it. A payload naming no usable script fails the
-# task with BAD_PAYLOAD without running anything. stdout and stderr are
-# stored with both tasks and failures, each cut to about 100 kB (its start
-# and its end) because they travel as command-line arguments.
+# "exit N: <last line of stderr>" with error_type SCRIPT_ERROR, or
+# SCRIPT_TIMEOUT when the time limit stopped it (TIMEOUT is kept for the
+# tasks SparkQ itself fails at twice their timeout). A payload naming no
+# usable script fails the task with BAD_PAYLOAD without running anything.
+# stdout and stderr are stored with both tasks and failures, each cut to
+# about 100 kB (its start and its end) because they travel as command-line
+# arguments. Recording an outcome is tried again only when the database was
+# locked or unavailable; a refusal (say, SparkQ already failed the task) or
+# an unknown task is logged and the worker goes on.
 #
 # Signals: on SIGINT or SIGTERM a waiting claim is cancelled and the worker
 # exits; a running script gets --grace seconds to finish (its outcome is
@@ -224,39 +229,81 @@ sys.stdout.write("".join(s + "\0" for s in fields))
 PY
 }
 
-# Prints the path of the script named $1, or fails.
-resolve_script() {
-    local name=$1 dir cfg found
-    case $name in
-    /*)
-        [ -f "$name" ] && printf '%s\n' "$name"
-        return
-        ;;
-    esac
-    found=$("$sparkq" scripts list --json 2>/dev/null | python3 -c '
-import json, os, sys
-name = sys.argv[1]
+# The script index as two parallel arrays, an absolute path and its index
+# name per entry. It is read once and again only when a name is missing, so
+# that each task does not pay for a scan of the script folders.
+index_paths=()
+index_names=()
+index_read=0
+
+read_index() {
+    local -a pairs
+    local i
+    mapfile -d '' -t pairs < <("$sparkq" scripts list --json 2>/dev/null | python3 -c '
+import json, sys
 try:
     data = json.load(sys.stdin)
 except ValueError:
     sys.exit(1)
 entries = data.get("scripts", []) if isinstance(data, dict) else data
-paths = [(e.get("path") or "", e.get("name") or "") for e in entries if isinstance(e, dict)]
-tests = (
-    lambda p, n: os.path.basename(p) == name,
-    lambda p, n: p.endswith("/" + name),
-    lambda p, n: n == name,
-)
-for test in tests:
-    for p, n in paths:
-        if p and test(p, n) and os.path.isfile(p):
-            print(p)
-            sys.exit(0)
-sys.exit(1)
-' "$name")
-    if [ -n "$found" ]; then
-        printf '%s\n' "$found"
+for e in entries if isinstance(entries, list) else []:
+    if not isinstance(e, dict):
+        continue
+    p, n = e.get("path") or "", e.get("name") or ""
+    if isinstance(p, str) and isinstance(n, str) and p and "\0" not in p + n:
+        sys.stdout.write(p + "\0" + n + "\0")
+')
+    index_paths=()
+    index_names=()
+    for ((i = 0; i + 1 < ${#pairs[@]}; i += 2)); do
+        index_paths+=("${pairs[i]}")
+        index_names+=("${pairs[i + 1]}")
+    done
+    index_read=1
+}
+
+# Sets script_path to the first index entry named $1 that is a file: by file
+# name, else by path suffix, else by index name.
+find_in_index() {
+    local name=$1 test i p
+    for test in base suffix name; do
+        for i in "${!index_paths[@]}"; do
+            p=${index_paths[i]}
+            case $test in
+            base) [ "${p##*/}" = "$name" ] || continue ;;
+            suffix) [[ $p == *"/$name" ]] || continue ;;
+            name) [ "${index_names[i]}" = "$name" ] || continue ;;
+            esac
+            if [ -f "$p" ]; then
+                script_path=$p
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+
+# Sets script_path to the path of the script named $1, or fails. It runs in
+# the worker's own shell, not in $(...), so that the index it reads is kept.
+resolve_script() {
+    local name=$1 dir cfg fresh=0
+    script_path=
+    case $name in
+    /*)
+        [ -f "$name" ] && script_path=$name
+        [ -n "$script_path" ]
         return
+        ;;
+    esac
+    if [ "$index_read" -eq 0 ]; then
+        read_index
+        fresh=1
+    fi
+    find_in_index "$name" && return
+    if [ "$fresh" -eq 0 ]; then
+        # A script may have been added or moved since the index was read.
+        read_index
+        find_in_index "$name" && return
     fi
     # Outside the index a name may not climb out of the folders searched.
     case /$name/ in
@@ -276,7 +323,7 @@ sys.exit(1)
     fi
     for dir in "$here" ${cfg:+"$(dirname -- "$cfg")/scripts"}; do
         if [ -f "$dir/$name" ]; then
-            printf '%s\n' "$dir/$name"
+            script_path=$dir/$name
             return
         fi
     done
@@ -284,12 +331,13 @@ sys.exit(1)
 }
 
 # Writes NUL-separated fields to $tmp/report: the clipped stdout and stderr,
-# the first non-empty line of stdout and the last of stderr.
+# the first non-empty line of stdout, the last of stderr, and the result JSON
+# of a run that succeeded, given the script $1 and its duration $2 in ms.
 read_output() {
-    python3 - "$tmp" "$clip_bytes" <<'PY'
-import os, sys
+    python3 - "$tmp" "$clip_bytes" "$1" "$2" <<'PY'
+import json, os, sys
 
-tmp, limit = sys.argv[1], int(sys.argv[2])
+tmp, limit, script, ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
 def clip(path):
     with open(path, "rb") as f:
@@ -308,21 +356,40 @@ lines = [l.strip() for l in out.splitlines() if l.strip()]
 first = lines[0][:200] if lines else "(no output)"
 lines = [l.strip() for l in err.splitlines() if l.strip()]
 last = lines[-1][:200] if lines else "(no stderr output)"
-sys.stdout.write("".join(s + "\0" for s in (out, err, first, last)))
+result = json.dumps({"exit_code": 0, "script": script, "duration_ms": ms})
+sys.stdout.write("".join(s + "\0" for s in (out, err, first, last, result)))
 PY
 }
 
-# Runs a CLI call that records an outcome, retrying twice so that a briefly
-# busy database does not lose it.
+# Runs a CLI call that records the outcome of task $2. Only a fault that may
+# pass is tried again, twice: the database locked or unavailable, or the CLI
+# dying without an answer. A refusal (the task is no longer running, say
+# because SparkQ auto-failed it), an unknown task or any other error would be
+# the same next time, so it is logged and the worker moves on.
 report() {
-    local try
+    local try rc msg
     for try in 1 2 3; do
-        if "$sparkq" "$@" >/dev/null 2>"$tmp/report.err"; then
-            return 0
+        "$sparkq" "$@" >/dev/null 2>"$tmp/report.err" && return 0
+        rc=$?
+        msg=
+        IFS= read -r msg <"$tmp/report.err"
+        msg=${msg#sparkq: }
+        if [ "$rc" -eq 2 ]; then
+            case $msg in
+            *database* | *locked* | *"disk is full"*) ;;
+            "cannot "* | "no task"*)
+                log "$2: outcome refused, not retried: $msg"
+                return 1
+                ;;
+            *)
+                log "could not record the outcome of $2: $msg"
+                return 1
+                ;;
+            esac
         fi
         [ "$try" -eq 3 ] || sleep 1
     done
-    log "could not record the outcome of $2: $(tail -n 1 "$tmp/report.err")"
+    log "could not record the outcome of $2 after 3 tries: $(tail -n 1 "$tmp/report.err")"
     return 1
 }
 
@@ -335,6 +402,7 @@ fail_unrun() {
 # Runs the task described by $tmp/claim.json and records its outcome.
 run_task() {
     local -a f cmd
+    local -a result
     local id timeout_s stream_name verdict script cwd path start ms rc
     read_task >"$tmp/fields" || return 0
     mapfile -d '' -t f <"$tmp/fields"
@@ -348,10 +416,11 @@ run_task() {
         fail_unrun "$id" BAD_PAYLOAD "$verdict"
         return
     fi
-    if ! path=$(resolve_script "$script") || [ -z "$path" ]; then
+    if ! resolve_script "$script" || [ -z "$script_path" ]; then
         fail_unrun "$id" BAD_PAYLOAD "unknown script \"$script\" (not in the script index nor in $here)"
         return
     fi
+    path=$script_path
     if [ ! -d "$cwd" ]; then
         fail_unrun "$id" BAD_PAYLOAD "payload \"cwd\" is not a directory: \"$cwd\""
         return
@@ -378,21 +447,23 @@ run_task() {
     wait_child $! task
     rc=$child_rc
     ms=$((($(date +%s%N) - start) / 1000000))
-    read_output >"$tmp/report" || printf '\0\0(no output)\0(no stderr output)\0' >"$tmp/report"
+    read_output "$path" "$ms" >"$tmp/report" ||
+        printf '\0\0(no output)\0(no stderr output)\0\0' >"$tmp/report"
     mapfile -d '' -t f <"$tmp/report"
+    result=()
+    [ -z "${f[4]:-}" ] || result=(--result "${f[4]}")
     if [ "$terminated" -eq 1 ]; then
         report fail "$id" --error "worker stopped by SIG$signame; script terminated after ${ms} ms" \
             --error-type WORKER_STOPPED --stdout "${f[0]}" --stderr "${f[1]}" &&
             log "$id failed: WORKER_STOPPED"
     elif [ "$rc" -eq 0 ]; then
         report complete "$id" --summary "exit 0: ${f[2]}" \
-            --result "$(python3 -c 'import json, sys; print(json.dumps({"exit_code": 0, "script": sys.argv[1], "duration_ms": int(sys.argv[2])}))' "$path" "$ms")" \
-            --stdout "${f[0]}" --stderr "${f[1]}" &&
+            "${result[@]}" --stdout "${f[0]}" --stderr "${f[1]}" &&
             log "$id succeeded in ${ms} ms"
     elif [ "$rc" -eq 124 ]; then
-        report fail "$id" --error "timed out after ${timeout_s}s: ${f[3]}" --error-type TIMEOUT \
-            --stdout "${f[0]}" --stderr "${f[1]}" &&
-            log "$id failed: TIMEOUT after ${timeout_s}s"
+        report fail "$id" --error "timed out after ${timeout_s}s: ${f[3]}" \
+            --error-type SCRIPT_TIMEOUT --stdout "${f[0]}" --stderr "${f[1]}" &&
+            log "$id failed: SCRIPT_TIMEOUT after ${timeout_s}s"
     else
         report fail "$id" --error "exit $rc: ${f[3]}" --error-type SCRIPT_ERROR \
             --stdout "${f[0]}" --stderr "${f[1]}" &&

@@ -21,3 +21,5 @@ mod scripts;
 mod server;
 // Timeout resolution and the auto-fail of tasks past twice their timeout.
 mod timeouts;
+// scripts/worker.sh run against the built binary.
+mod worker;

@@ -18,4 +18,6 @@ pub mod scripts;
 pub mod server;
 pub mod store;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod ui;

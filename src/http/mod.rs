@@ -919,21 +919,7 @@ mod tests {
         drop((client, server_side));
     }
 
-    /// A small xorshift generator: the same seed gives the same cases.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-            from[(self.next() % from.len() as u64) as usize]
-        }
-    }
+    use crate::testing::Rng;
 
     #[test]
     fn random_requests_get_one_reply_each_and_never_a_500() {

@@ -196,21 +196,7 @@ mod tests {
         assert_eq!(q[3], ("name".into(), "a b!".into()));
     }
 
-    /// A small xorshift generator: the same seed gives the same cases.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testing::Rng;
 
     #[test]
     fn random_requests_never_panic_routing_queries_or_body_parsing() {

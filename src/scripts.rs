@@ -567,10 +567,10 @@ mod tests {
                 String::from_utf8_lossy(&bytes).into_owned()
             };
             let h = parse_header(&text);
-            assert!(h.timeout.map_or(true, |t| t > 0));
+            assert!(h.timeout.is_none_or(|t| t > 0));
             assert!(h.tags.iter().all(|t| !t.is_empty() && t.trim() == t));
             for field in [&h.name, &h.description, &h.inputs, &h.outputs, &h.task_class] {
-                assert!(field.as_deref().map_or(true, |v| !v.is_empty()), "{text:?}");
+                assert!(field.as_deref().is_none_or(|v| !v.is_empty()), "{text:?}");
             }
         }
     }

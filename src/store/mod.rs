@@ -1331,6 +1331,23 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_while_holding_the_store_does_not_poison_it_for_others() {
+        let st = std::sync::Arc::new(store());
+        let t = add(&st, 10, 0);
+        let held = st.clone();
+        let crashed = std::thread::spawn(move || {
+            let conn = held.lock();
+            let _tx = conn.unchecked_transaction().unwrap();
+            panic!("a handler fails while it holds the store");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert!(st.conn.is_poisoned());
+        assert_eq!(st.claim_next("s", None, 1).unwrap().0.unwrap().id, t.id);
+        assert_eq!(st.stats().unwrap().tasks[1], 1);
+    }
+
+    #[test]
     fn counts_follow_every_transition() {
         let st = store();
         let a = add(&st, 10, 0);

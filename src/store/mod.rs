@@ -30,15 +30,27 @@ const MIGRATIONS: [&str; 1] = [include_str!("schema.sql")];
 /// pages mean less to write. Set before the file exists; ignored after.
 const PAGE_SIZE: u32 = 1024;
 
+/// Pages in the write-ahead log before it is copied back: 8 MiB of 1 KiB
+/// pages.
+const WAL_CHECKPOINT: u32 = 8192;
+
 /// How long a write waits for another process's write to finish before the
-/// user is told the database is locked.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// user is told the database is locked: `BUSY_TRIES` waits of `BUSY_WAIT`.
+const BUSY_WAIT: Duration = Duration::from_millis(1);
+const BUSY_TRIES: i32 = 10_000;
 
 /// The oldest queued task of stream `?1`. INDEXED BY: with other streams'
 /// queues long, the planner would otherwise walk the status index through
 /// all of them.
 const NEXT_QUEUED: &str = "SELECT seq FROM tasks INDEXED BY tasks_queued \
      WHERE stream_id = ?1 AND status = 'queued' ORDER BY seq LIMIT 1";
+
+/// Up to `?2` finished tasks whose finish time is before `?1`, oldest first.
+/// INDEXED BY: otherwise SQLite took the status index and sorted every
+/// finished task for each batch, which made a purge quadratic.
+const OLDEST_FINISHED: &str = "SELECT seq FROM tasks INDEXED BY tasks_finished \
+     WHERE finished_at < ?1 AND status IN ('succeeded', 'failed') \
+     ORDER BY finished_at LIMIT ?2";
 
 const TASK_COLS: &str = "id, stream_id, tool_name, task_class, payload, status, timeout, \
      attempts, worker_id, result_summary, result, error_type, error, stdout, stderr, \
@@ -712,11 +724,7 @@ impl Store {
     pub fn purge_batch(&self, cutoff: Millis, batch: u32) -> Result<usize> {
         self.write(|tx| {
             let n = tx
-                .prepare_cached(
-                    "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks \
-                     WHERE finished_at < ?1 AND status IN ('succeeded', 'failed') \
-                     ORDER BY finished_at LIMIT ?2)",
-                )?
+                .prepare_cached(&format!("DELETE FROM tasks WHERE seq IN ({OLDEST_FINISHED})"))?
                 .execute(params![cutoff, batch])?;
             Ok(n)
         })
@@ -744,7 +752,14 @@ impl Store {
 // ---- helpers on a connection ---------------------------------------------
 
 fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // N.B. SQLite's own busy wait sleeps longer and longer (up to 100 ms a
+    // try), so a claim waiting on another process's purge kept missing the
+    // short gaps between its batches and waited seconds. A fixed 1 ms step
+    // costs a lock attempt per millisecond, and only while blocked.
+    conn.busy_handler(Some(|tries: i32| {
+        std::thread::sleep(BUSY_WAIT);
+        tries < BUSY_TRIES
+    }))?;
     conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -756,7 +771,13 @@ fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"))?;
+    // The log is copied back into the database every WAL_CHECKPOINT pages;
+    // each copy syncs the file, so with small pages the default (1000) came
+    // every megabyte and a purge spent its time in checkpoints.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -1310,9 +1331,10 @@ mod tests {
     }
 
     // Cause: with other streams' queues long, SQLite walked the status index
-    // through all of them on every claim (10 ms at 100,000 tasks).
+    // through all of them on every claim (10 ms at 100,000 tasks); and each
+    // purge batch sorted every finished task.
     #[test]
-    fn regression_claim_and_peek_use_the_queue_index() {
+    fn regression_claim_peek_and_purge_use_their_own_indexes() {
         let st = store();
         let conn = st.lock();
         let plan: Vec<String> = conn
@@ -1323,6 +1345,15 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert!(plan.iter().any(|p| p.contains("tasks_queued")), "{plan:?}");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OLDEST_FINISHED}"))
+            .unwrap()
+            .query_map(params![1, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("tasks_finished")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
         drop(conn);
         let new =
             NewTask { stream: "s", tool_name: "t", task_class: "C", timeout: 1, payload: "{}" };

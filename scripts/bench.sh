@@ -279,7 +279,8 @@ print(json.dumps({
         "beanstalkd": version(["beanstalkd", "-v"]),
         "redis": version(["redis-server", "--version"]),
     },
-    "durability": "sparkq: SQLite WAL, synchronous=normal; beanstalkd: binlog (-b), "
+    "durability": "sparkq: SQLite WAL, synchronous=normal (sparkq-full: synchronous=full); "
+                  "beanstalkd: binlog (-b), "
                   "default fsync interval; redis: appendonly yes, appendfsync everysec",
 }))
 PY
@@ -319,6 +320,27 @@ for workers in "${worker_counts[@]}"; do
             stop_pid "$srv_pid"
         done
     done
+done
+
+# Durability setting: the lifecycle again with synchronous=full (a sync of
+# the log at every commit), at 1 worker and the most workers, beside the
+# default runs above.
+for workers in 1 "$max_workers"; do
+    dir=$work/sparkq-full-$workers
+    mkdir -p "$dir"
+    write_config "$dir"
+    printf 'database: { synchronous: full }\n' >>"$dir/sparkq.yml"
+    say "lifecycle x$workers on sparkq with synchronous=full"
+    if ! start_sparkq "$dir"; then
+        problem "sparkq did not start with synchronous=full"
+        continue
+    fi
+    if line=$(load --target sparkq --addr "$srv_addr" --workload lifecycle \
+        --workers "$workers" --seconds "$seconds"); then
+        line=${line/\"target\":\"sparkq\"/\"target\":\"sparkq-full\"}
+        printf '{"section":"throughput",%s\n' "${line#\{}" >>"$lines"
+    fi
+    stop_pid "$srv_pid"
 done
 
 # CLI: whole processes on a database filled through the API.

@@ -262,11 +262,15 @@ describe("dashboard in a browser", () => {
   it("marks stale running tasks and tasks failed on timeout", async () => {
     await sparkq(dir, "stream", "create", "slow", "--session", "alpha", "--instructions", "long jobs");
     ids.slow = (await api(server.url, "GET", "/api/streams/slow")).body.stream.id;
-    ids.stale = await sparkq(dir, "enqueue", "--stream", "slow", "--tool", "run-bash", "--timeout", "1");
+    // A real auto-fail: a 1 s task reported 2 s after its claim is failed
+    // by the server (TIMEOUT is refused from clients). The stale task, with
+    // 2 s, is then past 1x but not 2x its timeout.
+    ids.timedOut = await sparkq(dir, "enqueue", "--stream", "slow", "--tool", "llm-sonnet", "--timeout", "1");
     await sparkq(dir, "claim", "--stream", "slow");
-    ids.timedOut = await sparkq(dir, "enqueue", "--stream", "slow", "--tool", "llm-sonnet");
+    ids.stale = await sparkq(dir, "enqueue", "--stream", "slow", "--tool", "run-bash", "--timeout", "2");
     await sparkq(dir, "claim", "--stream", "slow");
-    await sparkq(dir, "fail", ids.timedOut, "--error", "exceeded 2x its timeout", "--error-type", "TIMEOUT");
+    await new Promise((resolve) => setTimeout(resolve, 2300));
+    await assert.rejects(sparkq(dir, "complete", ids.timedOut, "--summary", "too late"), /auto-failed/);
     await go(`#/tasks?stream_id=${ids.slow}`);
     await waitText(page, "tbody tr.stale", ids.stale);
     await shoot("tasks-stale");

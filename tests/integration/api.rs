@@ -513,7 +513,10 @@ fn regression_unknown_body_fields_are_refused_naming_the_field() {
     let id = srv.enqueue("q1", "run-bash");
     srv.post("/api/streams/q1/claim", json!({}));
     assert_error(
-        srv.post(&format!("/api/tasks/{id}/complete"), json!({"result_summary": "ok", "sumary": 1})),
+        srv.post(
+            &format!("/api/tasks/{id}/complete"),
+            json!({"result_summary": "ok", "sumary": 1}),
+        ),
         400,
         "sumary",
     );

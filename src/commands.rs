@@ -15,13 +15,14 @@ use serde_json::{json, Value};
 use crate::cli::{Command, Invocation};
 use crate::clock;
 use crate::config::{self, Config};
+use crate::enqueue::{enqueue, Enqueue};
 use crate::error::{Error, Result};
 use crate::http::api::with_stream;
 use crate::lock;
 use crate::maintenance;
 use crate::scripts::ScriptIndex;
 use crate::server;
-use crate::store::{NewTask, Outcome, Store, TaskFilter};
+use crate::store::{Outcome, Store, TaskFilter};
 use crate::task::{self, Status, Task};
 
 /// How a command that did not fail ended.
@@ -185,22 +186,17 @@ fn data_command(config: &Config, store: &Store, command: Command, json: bool) ->
                 }
                 None => (prompt, None),
             };
-            let (class, timeout) = config.resolve(&tool, task_class.as_deref(), timeout)?;
-            let payload = task::build_payload(
-                base,
+            let e = Enqueue {
+                stream,
+                tool,
+                task_class,
+                timeout,
+                payload: base,
                 prompt,
                 prompt_path,
                 metadata,
-                config.limits.payload_bytes,
-            )?;
-            let new = NewTask {
-                stream: &stream,
-                tool_name: &tool,
-                task_class: &class,
-                timeout,
-                payload: &payload,
             };
-            let t = store.create_task(&new, now)?;
+            let t = enqueue(config, store, e, now)?;
             emit(json, &t.to_json(), || println!("{}", t.id));
         }
         Command::Peek { stream } => {

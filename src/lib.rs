@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod enqueue;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -10,9 +10,10 @@ use super::router::Route;
 use super::{App, Reply};
 use crate::clock;
 use crate::config::Config;
+use crate::enqueue::{enqueue, Enqueue};
 use crate::error::{Error, Result};
 use crate::scripts::ScriptIndex;
-use crate::store::{NewTask, Outcome, TaskFilter};
+use crate::store::{Outcome, TaskFilter};
 use crate::task::{self, Status, Task};
 use crate::ui;
 
@@ -137,26 +138,17 @@ pub fn dispatch(
                     "metadata",
                 ],
             )?;
-            let stream = required(&b, "stream_id")?;
-            let tool = required(&b, "tool_name")?;
-            let class = text(&b, "task_class")?;
-            let timeout = positive(&b, "timeout")?;
-            let (class, timeout) = config.resolve(&tool, class.as_deref(), timeout)?;
-            let payload = task::build_payload(
-                b.get("payload").filter(|v| !v.is_null()).cloned(),
-                text(&b, "prompt")?,
-                text(&b, "prompt_path")?,
-                b.get("metadata").filter(|v| !v.is_null()).cloned(),
-                config.limits.payload_bytes,
-            )?;
-            let new = NewTask {
-                stream: &stream,
-                tool_name: &tool,
-                task_class: &class,
-                timeout,
-                payload: &payload,
+            let e = Enqueue {
+                stream: required(&b, "stream_id")?,
+                tool: required(&b, "tool_name")?,
+                task_class: text(&b, "task_class")?,
+                timeout: positive(&b, "timeout")?,
+                payload: b.get("payload").filter(|v| !v.is_null()).cloned(),
+                prompt: text(&b, "prompt")?,
+                prompt_path: text(&b, "prompt_path")?,
+                metadata: b.get("metadata").filter(|v| !v.is_null()).cloned(),
             };
-            created(json!({ "task": store.create_task(&new, now)?.to_json() }))
+            created(json!({ "task": enqueue(config, store, e, now)?.to_json() }))
         }
         Route::GetTask(id) => ok(json!({ "task": store.task(&id)?.to_json() })),
         Route::ClaimTask(id) => {

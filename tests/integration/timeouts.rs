@@ -4,9 +4,11 @@ use serde_json::{json, Value};
 
 use crate::support::{poll, Dir, Server};
 
-/// (tool, --task-class, --timeout) and the (class, timeout) the task gets,
-/// with the tools of `support::CONFIG`.
-const RESOLUTION: [(&str, Option<&str>, Option<u64>, &str, u64); 10] = [
+/// (tool, --task-class, --timeout) and the (class, timeout) the task gets.
+type Resolution = (&'static str, Option<&'static str>, Option<u64>, &'static str, u64);
+
+/// The cases, with the tools of `support::CONFIG`.
+const RESOLUTION: [Resolution; 10] = [
     // The tool's own timeout wins over its class's, even a chosen class.
     ("fixed", None, None, "LLM_HEAVY", 42),
     ("fixed", Some("FAST_SCRIPT"), None, "FAST_SCRIPT", 42),

@@ -25,6 +25,19 @@ pub struct Invocation {
     pub command: Command,
 }
 
+/// The flags of `setup`; each is `None` (or empty) when not given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SetupArgs {
+    pub name: Option<String>,
+    pub repo_path: Option<String>,
+    pub prd_path: Option<String>,
+    pub port: Option<u16>,
+    /// Every `--script-dir`, in order.
+    pub script_dirs: Vec<String>,
+    pub yes: bool,
+    pub force: bool,
+}
+
 /// One command with its arguments, checked for shape but not against the
 /// config or the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,16 +46,7 @@ pub enum Command {
     Help(String),
     /// Print the version on stdout and exit 0.
     Version,
-    Setup {
-        name: Option<String>,
-        repo_path: Option<String>,
-        prd_path: Option<String>,
-        port: Option<u16>,
-        /// Every `--script-dir`, in order.
-        script_dirs: Vec<String>,
-        yes: bool,
-        force: bool,
-    },
+    Setup(SetupArgs),
     Run {
         host: Option<String>,
         /// 0 asks for a free port.
@@ -342,7 +346,7 @@ fn parse_setup(p: &mut Parser, json: &mut bool) -> Result<Command> {
             arg => return Err(unexpected(arg, Some("setup"), SETUP_HELP)),
         }
     }
-    Ok(Command::Setup { name, repo_path, prd_path, port, script_dirs, yes, force })
+    Ok(Command::Setup(SetupArgs { name, repo_path, prd_path, port, script_dirs, yes, force }))
 }
 
 fn parse_run(p: &mut Parser) -> Result<Command> {
@@ -1272,7 +1276,7 @@ mod tests {
 
     #[test]
     fn every_command_parses() {
-        let setup = Command::Setup {
+        let setup = Command::Setup(SetupArgs {
             name: None,
             repo_path: None,
             prd_path: None,
@@ -1280,7 +1284,7 @@ mod tests {
             script_dirs: vec![],
             yes: false,
             force: false,
-        };
+        });
         let fail = Command::Fail {
             task_id: "tsk_1".into(),
             error: "boom".into(),
@@ -1293,7 +1297,7 @@ mod tests {
             (
                 "setup --name demo --repo-path=. --prd-path docs/prd.md --port 9000 \
                  --script-dir a --script-dir=b --yes --force",
-                Command::Setup {
+                Command::Setup(SetupArgs {
                     name: s("demo"),
                     repo_path: s("."),
                     prd_path: s("docs/prd.md"),
@@ -1301,7 +1305,7 @@ mod tests {
                     script_dirs: vec!["a".into(), "b".into()],
                     yes: true,
                     force: true,
-                },
+                }),
             ),
             ("run", Command::Run { host: None, port: None }),
             ("run --host 127.0.0.1 --port 0", Command::Run { host: s("127.0.0.1"), port: Some(0) }),

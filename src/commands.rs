@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cli::{Command, Invocation};
+use crate::cli::{Command, Invocation, SetupArgs};
 use crate::clock;
 use crate::config::{self, Config};
 use crate::enqueue::{enqueue, Enqueue};
@@ -47,9 +47,7 @@ pub fn execute(inv: Invocation) -> Result<Done> {
             println!("sparkq {}", env!("CARGO_PKG_VERSION"));
             Ok(Done::Ok)
         }
-        Command::Setup { name, repo_path, prd_path, port, script_dirs, yes, force } => {
-            setup(explicit, SetupArgs { name, repo_path, prd_path, port, script_dirs, yes, force })
-        }
+        Command::Setup(args) => setup(explicit, args),
         Command::Run { host, port } => {
             let (mut config, notes) = config_for_run(explicit)?;
             if let Some(h) = host {
@@ -381,16 +379,6 @@ fn stream_names(store: &Store) -> Result<Vec<(String, String)>> {
 }
 
 // ---- setup, config, server control ----------------------------------------
-
-struct SetupArgs {
-    name: Option<String>,
-    repo_path: Option<String>,
-    prd_path: Option<String>,
-    port: Option<u16>,
-    script_dirs: Vec<String>,
-    yes: bool,
-    force: bool,
-}
 
 /// Writes `sparkq.yml` (unless one exists and no `--force`), creates the
 /// database and the project. Running it again keeps every task.
